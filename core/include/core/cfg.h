@@ -1,0 +1,77 @@
+/* Table-driven configuration (redis static_configs style). Each key is declared once with its
+ * type, bounds, default and help; the same table drives the INI reader, command-line overrides,
+ * --print-config and the example files in etc/. Unknown keys and out-of-range values are errors
+ * whose message names the file and line.
+ *
+ * Values live in a caller-owned struct; each key stores at `offset`:
+ *   INT -> int64_t, UINT/SIZE -> uint64_t, DOUBLE -> double, BOOL -> int, ENUM -> int (index into
+ *   `choices`), STRING -> char * (owned by the struct; release with core_cfg_free).
+ * Not thread-safe: load configuration before starting threads. */
+#ifndef CORE_CFG_H
+#define CORE_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum {
+    CORE_CFG_INT,
+    CORE_CFG_UINT,
+    CORE_CFG_SIZE, /* bytes, with optional K/M/G/T suffix (powers of 1024) */
+    CORE_CFG_DOUBLE,
+    CORE_CFG_BOOL, /* true/false, yes/no, on/off, 1/0 */
+    CORE_CFG_ENUM,
+    CORE_CFG_STRING,
+} core_cfg_type_t;
+
+typedef struct core_cfg_key_s {
+    const char *section; /* "" for keys before any [section] */
+    const char *name;
+    core_cfg_type_t type;
+    size_t offset;
+    double min; /* numeric bounds, inclusive; string: min/max length */
+    double max;
+    const char *def; /* default, as it would be written in the file */
+    const char *const *choices; /* ENUM: NULL-terminated */
+    const char *help;
+} core_cfg_key_t;
+
+typedef struct core_cfg_table_s {
+    const core_cfg_key_t *keys;
+    size_t n;
+} core_cfg_table_t;
+
+#define CORE_CFG_ERRLEN 512
+
+/* Sets every key to its default. Returns 0, or CORE_ECONFIG (a bad default: a programming error)
+ * or -ENOMEM. */
+int core_cfg_defaults(const core_cfg_table_t *t, void *obj, char *err, size_t errlen);
+
+/* Sets one key named "section.name" (or "name" for the unnamed section) from text. `origin` names
+ * where the value came from for error messages ("--set", "file.conf:12"). */
+int core_cfg_set(const core_cfg_table_t *t, void *obj, const char *key, const char *value,
+                 const char *origin, char *err, size_t errlen);
+
+/* Parses INI text: [section], key = value, # or ; comments, blank lines. `name` is used in error
+ * messages. Returns 0 or CORE_ECONFIG with "name:line: ..." in err. */
+int core_cfg_load_buffer(const core_cfg_table_t *t, void *obj, const char *text, size_t len,
+                         const char *name, char *err, size_t errlen);
+
+/* Reads and parses a file (at most 1 MiB). */
+int core_cfg_load_file(const core_cfg_table_t *t, void *obj, const char *path, char *err,
+                       size_t errlen);
+
+/* Applies "section.key=value" overrides (e.g. from --set). */
+int core_cfg_apply_override(const core_cfg_table_t *t, void *obj, const char *assignment,
+                            char *err, size_t errlen);
+
+/* Writes the current values as an INI file, each key preceded by its help, range and default. */
+void core_cfg_print(const core_cfg_table_t *t, const void *obj, FILE *out);
+
+/* Frees owned strings. */
+void core_cfg_free(const core_cfg_table_t *t, void *obj);
+
+/* Finds a key by "section.name"; NULL when unknown. */
+const core_cfg_key_t *core_cfg_find(const core_cfg_table_t *t, const char *key);
+
+#endif
