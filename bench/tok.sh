@@ -1,0 +1,61 @@
+#!/bin/sh
+# Tokenizer speed: the C tokenizer (bench_tok) against the Python peer (tok_peer.py), side by side,
+# alternating A B A B so drift on a shared machine hits both, each pinned to one core.
+#   bench/tok.sh [BUILD_DIR] [ROUNDS]      (defaults: build, 3)
+# Env: GOLDEN (golden.tsv path), CORE (cpu for taskset, default 0), PY (default /usr/bin/python3),
+#      C_REPS / PY_REPS (repetitions inside one run; medians are taken over all runs' medians).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(dirname "$here")
+build=${1:-$root/build}
+rounds=${2:-3}
+golden=${GOLDEN:-$root/../shared/data/tokenizer/golden.tsv}
+core=${CORE:-0}
+py=${PY:-/usr/bin/python3}
+c_reps=${C_REPS:-5}
+py_reps=${PY_REPS:-3}
+bench="$build/bench/bench_tok"
+[ -x "$bench" ] || { echo "tok.sh: $bench not built (ninja -C $build bench/bench_tok)" >&2; exit 1; }
+[ -r "$golden" ] || { echo "tok.sh: $golden not found" >&2; exit 1; }
+pin=""
+command -v taskset >/dev/null 2>&1 && pin="taskset -c $core"
+
+echo "== configuration"
+echo "host: $(uname -srm), $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "pinning: ${pin:-none (taskset missing)}; rounds: $rounds; golden: $golden"
+echo "C: $bench -r $c_reps ($(grep -m1 -o "buildtype=[a-z]*" "$build/meson-info/intro-buildoptions.json" 2>/dev/null || \
+  grep -o '"buildtype", "value": "[a-z]*"' "$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo '?'))"
+echo "Python: $py $here/tok_peer.py --bench -r $py_reps ($($py --version 2>&1))"
+
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+$py "$here/tok_peer.py" --check "$golden" | sed 's/^/peer check: /'
+i=1
+while [ "$i" -le "$rounds" ]; do
+    echo "== round $i"
+    $pin $py "$here/tok_peer.py" --bench "$golden" -r "$py_reps" | tee -a "$out"
+    $pin "$bench" -r "$c_reps" "$golden" | tee -a "$out"
+    i=$((i + 1))
+done
+
+echo "== summary (median over $rounds rounds of each run's median)"
+awk '
+/^(peer|c) (cold|warm):/ {
+    k = $1 " " $2; sub(":", "", k)
+    n[k]++; ts[k, n[k]] = $3; mb[k, n[k]] = $5
+}
+function med(arr, k, m,   i, j, t, v) {
+    for (i = 1; i <= m; i++) v[i] = arr[k, i]
+    for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+    return m % 2 ? v[(m + 1) / 2] : (v[m / 2] + v[m / 2 + 1]) / 2
+}
+END {
+    printf "%-6s %14s %10s %14s %10s %9s\n", "cache", "C texts/s", "C MB/s", "Py texts/s", "Py MB/s", "C/Py"
+    split("cold warm", ks, " ")
+    for (x = 1; x <= 2; x++) {
+        c = "c " ks[x]; p = "peer " ks[x]
+        ct = med(ts, c, n[c]); cm = med(mb, c, n[c]); pt = med(ts, p, n[p]); pm = med(mb, p, n[p])
+        printf "%-6s %14.0f %10.2f %14.0f %10.3f %8.1fx\n", ks[x], ct, cm, pt, pm, ct / pt
+    }
+    print "target: C/Py >= 50x texts/s"
+}' "$out"
