@@ -2,6 +2,7 @@
 #ifndef NN_INTERNAL_H
 #define NN_INTERNAL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -15,10 +16,72 @@
         }                                                                                          \
     } while (0)
 
-/* Branch-free float exp and erf that GCC can vectorise (glibc's expf/erff are scalar calls
- * unless -ffast-math, which STYLE.md forbids). Both are accurate to a few ulp over the range the
- * kernels use; see fastmath.c. */
-float nn__expf(float x);
-float nn__erff(float x);
+/* Hot loops get clones for AVX-512 and AVX2 chosen at load time (glibc ifunc), so a portable
+ * build still runs wide vectors. ISO C mode keeps -ffp-contract=off, so every clone computes the
+ * same rounding as the scalar code (vectorising element-wise loops does not reorder sums). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&      \
+    !defined(__SANITIZE_ADDRESS__)
+#define NN__HOT __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#else
+#define NN__HOT
+#endif
+
+/* Branch-free float exp and erf that GCC can vectorise inside the callers' loops (glibc's
+ * expf/erff are scalar calls unless -ffast-math, which STYLE.md forbids). */
+
+/* exp(x): Cephes expf range reduction (x = n ln2 + r, |r| <= ln2/2) and its degree-6
+ * polynomial; about 1 ulp. Returns 0 below -87.3 (where the true value is denormal) and clamps
+ * above 88.7. */
+static inline float nn__expf(float x)
+{
+    float xc = x > 88.7f ? 88.7f : x;
+    xc = xc < -87.3f ? -87.3f : xc;
+    /* round to nearest with the 1.5*2^23 trick (no floorf call, vectorises without SSE4.1) */
+    float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    float r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    float r2 = r * r;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r2 + r + 1.0f;
+    int32_t e = (int32_t)n + 127;
+    union {
+        uint32_t u;
+        float f;
+    } s;
+    s.u = (uint32_t)e << 23;
+    float y = p * s.f;
+    return x < -87.3f ? 0.0f : y;
+}
+
+/* erf(x): Taylor series for |x| < 0.5 (relative error < 1e-8), Abramowitz & Stegun 7.1.26
+ * above (absolute error < 1.5e-7, the formula PyTorch's vectorised CPU erf uses). */
+static inline float nn__erff(float x)
+{
+    float ax = x < 0.0f ? -x : x;
+    float x2 = x * x;
+    /* 2/sqrt(pi) * (x - x^3/3 + x^5/10 - x^7/42 + x^9/216 - x^11/1320 + x^13/9360) */
+    float s = 1.0f / 9360.0f;
+    s = s * -x2 + 1.0f / 1320.0f;
+    s = s * -x2 + 1.0f / 216.0f;
+    s = s * -x2 + 1.0f / 42.0f;
+    s = s * -x2 + 1.0f / 10.0f;
+    s = s * -x2 + 1.0f / 3.0f;
+    s = s * -x2 + 1.0f;
+    float small = 1.12837916709551257f * x * s;
+    float t = 1.0f / (1.0f + 0.3275911f * ax);
+    float q = 1.061405429f;
+    q = q * t + -1.453152027f;
+    q = q * t + 1.421413741f;
+    q = q * t + -0.284496736f;
+    q = q * t + 0.254829592f;
+    float big = 1.0f - q * t * nn__expf(-x2);
+    big = x < 0.0f ? -big : big;
+    return ax < 0.5f ? small : big;
+}
 
 #endif
