@@ -46,23 +46,24 @@ int pl_aug_check(const pl_aug_t *a)
  * log-ratio draws are float32 tensors (torch.empty(1).uniform_), the log of the ratio bounds and
  * the exp are float32 ops, the rest is Python double arithmetic; round() is half-to-even, which is
  * nearbyint() in the default rounding mode. torch.randint(0, n) becomes floor(u * n). */
-int pl_rrc_box(uint32_t width, uint32_t height, double scale_min, double scale_max,
-               double ratio_min, double ratio_max, core_rng_t *rng, pl_box_t *box)
+int pl__rrc_box_draw(uint32_t width, uint32_t height, double scale_min, double scale_max,
+                     double ratio_min, double ratio_max, double (*next)(void *), void *arg,
+                     pl_box_t *box)
 {
     double area = (double)height * (double)width;
     double lr0 = (double)logf((float)ratio_min), lr1 = (double)logf((float)ratio_max);
     for (int t = 0; t < 10; t++) {
-        double u1 = core_rng_uniform_f64(rng);
+        double u1 = next(arg);
         float s = (float)(scale_min + (scale_max - scale_min) * u1);
         double target_area = area * (double)s;
-        double u2 = core_rng_uniform_f64(rng);
+        double u2 = next(arg);
         float lr = (float)(lr0 + (lr1 - lr0) * u2);
         double aspect = (double)expf(lr);
         double w = nearbyint(sqrt(target_area * aspect));
         double h = nearbyint(sqrt(target_area / aspect));
         if (w > 0 && w <= (double)width && h > 0 && h <= (double)height) {
-            double u3 = core_rng_uniform_f64(rng);
-            double u4 = core_rng_uniform_f64(rng);
+            double u3 = next(arg);
+            double u4 = next(arg);
             box->h = (int32_t)h;
             box->w = (int32_t)w;
             box->y = (int32_t)floor(u3 * ((double)height - h + 1.0));
@@ -87,6 +88,18 @@ int pl_rrc_box(uint32_t width, uint32_t height, double scale_min, double scale_m
     box->y = (int32_t)((height - (uint32_t)box->h) / 2u);
     box->x = (int32_t)((width - (uint32_t)box->w) / 2u);
     return 0;
+}
+
+static double rng_next(void *arg)
+{
+    return core_rng_uniform_f64(arg);
+}
+
+int pl_rrc_box(uint32_t width, uint32_t height, double scale_min, double scale_max,
+               double ratio_min, double ratio_max, core_rng_t *rng, pl_box_t *box)
+{
+    return pl__rrc_box_draw(width, height, scale_min, scale_max, ratio_min, ratio_max, rng_next,
+                            rng, box);
 }
 
 void pl_eval_box(uint32_t width, uint32_t height, uint32_t size, double box[4])
@@ -230,7 +243,10 @@ int pl_img_decode_augment(pl_img_ctx_t *ctx, const uint8_t *data, size_t len,
 
     switch (r.info.format) {
     case PL_IMG_JPEG:
-        rc = pl__jpeg_decode(ctx, data, len, &r.info, num, cx0, cy0, cx1, cy1, 0, &reg, err);
+        /* Two extra pixels around the window: chroma upsampling at a window edge replicates the
+         * edge instead of reading its neighbour, so the pixels we use must not be on the edge. */
+        rc = pl__jpeg_decode(ctx, data, len, &r.info, num, cx0 >= 2 ? cx0 - 2 : 0,
+                             cy0 >= 2 ? cy0 - 2 : 0, cx1 + 2, cy1 + 2, 0, &reg, err);
         r.dct_num = num;
         break;
     case PL_IMG_PNG:

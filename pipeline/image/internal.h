@@ -77,6 +77,11 @@ int pl__webp_decode(pl_img_ctx_t *ctx, const uint8_t *data, size_t len, const pl
                     uint32_t x0, uint32_t y0, uint32_t x1, uint32_t y1, pl__region_t *reg,
                     pl_img_err_t *err);
 
+/* pl_rrc_box with the uniforms in [0, 1) taken from next(arg) (tests feed torchvision's stream). */
+int pl__rrc_box_draw(uint32_t width, uint32_t height, double scale_min, double scale_max,
+                     double ratio_min, double ratio_max, double (*next)(void *), void *arg,
+                     pl_box_t *box);
+
 /* In place RGBA -> RGB over n pixels, compositing on white. */
 void pl__rgba_to_rgb_white(uint8_t *px, size_t n);
 
