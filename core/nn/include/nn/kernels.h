@@ -31,7 +31,7 @@ void nn_linear_forward_ref(float *y, const float *x, const float *w, const float
 /* Exact GELU, y = x * Phi(x) = 0.5 x (1 + erf(x / sqrt 2)) (PyTorch approximate='none'). y may
  * alias x. */
 void nn_gelu_forward(float *y, const float *x, size_t n);
-/* dx += dy * (Phi(x) + x phi(x)); dx may alias dy. */
+/* dx += dy * (Phi(x) + x phi(x)); dx must not alias dy. */
 void nn_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 void nn_gelu_forward_ref(float *y, const float *x, size_t n); /* libm erff */
 
