@@ -368,9 +368,18 @@ static int smap_rehash(pl_tok_trainer_t *t, size_t cap)
     return 0;
 }
 
-/* Appends the symbol a+b (or, with b == UINT32_MAX, the string s of n bytes) to the vocabulary. */
+/* Appends a symbol to the vocabulary: the string s (n bytes) followed by s2 (n2 bytes), or, when
+ * s is NULL, the concatenation of symbols n and n2 (ids). Ids rather than pointers for a merge,
+ * because growing sym_text moves the strings they would point into. */
 static int sym_add(pl_tok_trainer_t *t, const char *s, size_t n, const char *s2, size_t n2)
 {
+    uint32_t ia = 0, ib = 0;
+    if (s == NULL) {
+        ia = (uint32_t)n;
+        ib = (uint32_t)n2;
+        n = sym_len(t, ia);
+        n2 = sym_len(t, ib);
+    }
     int rc = grow(&t->sym_text, &t->sym_text_cap, t->sym_text_len + n + n2, 1);
     if (rc == 0) {
         rc = grow(&t->sym_off, &t->sym_cap, t->n_syms + 2, sizeof(size_t));
@@ -378,7 +387,11 @@ static int sym_add(pl_tok_trainer_t *t, const char *s, size_t n, const char *s2,
     if (rc < 0) {
         return rc;
     }
-    memcpy(t->sym_text + t->sym_text_len, s, n);
+    if (s == NULL) {
+        s = sym_str(t, ia);
+        s2 = sym_str(t, ib);
+    }
+    memcpy(t->sym_text + t->sym_text_len, s, n); /* sources lie below sym_text_len */
     if (n2) {
         memcpy(t->sym_text + t->sym_text_len + n, s2, n2);
     }
@@ -770,7 +783,7 @@ int pl_tok_trainer_train(pl_tok_trainer_t *t, uint32_t vocab_size, uint32_t *n_m
             }
         }
         uint32_t c = (uint32_t)t->n_syms;
-        CORE_TRY(sym_add(t, sym_str(t, a), sym_len(t, a), sym_str(t, b), sym_len(t, b)));
+        CORE_TRY(sym_add(t, NULL, a, NULL, b));
         step++;
         CORE_TRY(apply_merge(t, p, c, step));
         CORE_TRY(grow(&t->merges, &merges_cap, 2 * ((size_t)t->n_merges + 1), sizeof(uint32_t)));
