@@ -12,14 +12,23 @@
 
 #define PL_TOK_CONTEXT 77 /* the context row length */
 #define PL_TOK_HASH_HEX 65
+/* First line of a merges file written by sc-tok train, followed by the decimal merge count N
+ * (optionally then a space and anything, reserved): "#version: 0.2 sc-tok merges=N". The loader
+ * then requires exactly N merge lines and uses them all. docs/TOKENIZER.md has the format. */
+#define PL_TOK_SCTOK_HEADER "#version: 0.2 sc-tok merges="
+/* Word-cache entries a loaded tokenizer starts with (about 112 bytes each). */
+#define PL_TOK_CACHE_DEFAULT 32768
 
 typedef struct pl_tok_s pl_tok_t;
 
 /* Loads a merges file: gzip-compressed (bpe_simple_vocab_16e6.txt.gz) or plain text, in the CLIP
  * format (header line, then "a b" merge lines). For the CLIP file exactly 48,894 merges are used
- * (spec §1.2); a file written by sc-tok train carries its own merge count in its header and all of
- * its merges are used. Errors: -errno, CORE_ECORRUPT (malformed merge line, unknown symbol),
- * CORE_ETOO_LARGE. `*out` is owned by the caller; free with pl_tok_free. */
+ * (spec §1.2; fewer if the file has fewer lines); a file written by sc-tok train carries its own
+ * merge count in its header (PL_TOK_SCTOK_HEADER) and all of its merges are used. Errors: -errno,
+ * CORE_ECORRUPT (bad gzip, malformed merge line, unknown symbol, wrong count; the reason goes to
+ * core_log), CORE_ETOO_LARGE (over 64 MiB decompressed or 4M merges), -ENOMEM. A warning is
+ * logged when utf8proc's Unicode version is not the one the generated tables expect. `*out` is
+ * owned by the caller; free with pl_tok_free (NULL is fine). */
 int pl_tok_load(const char *path, pl_tok_t **out);
 /* The same from bytes in memory (gzip or plain). `data` is only read during the call. */
 int pl_tok_load_buffer(const void *data, size_t len, pl_tok_t **out);
@@ -51,15 +60,28 @@ int pl_tok_row(const pl_tok_t *tok, const char *text, size_t len, uint32_t row[P
 void pl_tok_label(const uint32_t row[PL_TOK_CONTEXT], uint32_t label[PL_TOK_CONTEXT],
                   size_t *n_out);
 
-/* Ids -> text: concatenated symbols with "</w>" turned into a space, bytes mapped back, trailing
- * space removed (the reference decode()). SOT/EOT decode to "<start_of_text>"/"<end_of_text>".
- * Writes up to cap-1 bytes plus NUL; *len_out gets the full length. Errors: CORE_ENOT_FOUND for an
- * id >= vocab size. Invalid UTF-8 produced by odd id sequences is replaced by U+FFFD. */
+/* Ids -> text as the reference decode(): the symbols' bytes concatenated, decoded as UTF-8 with
+ * Python's errors="replace" (each maximal invalid subsequence becomes U+FFFD), every "</w>" turned
+ * into a space; unlike the reference, one trailing space is removed, so decoding encode(t) gives
+ * the cleaned t. SOT/EOT decode to "<start_of_text>"/"<end_of_text>". Writes up to cap-1 bytes
+ * plus NUL (when cap > 0); *len_out gets the full length (call again with more room when
+ * *len_out >= cap). Errors: CORE_ENOT_FOUND for an id >= vocab size, -ENOMEM. */
 int pl_tok_decode(const pl_tok_t *tok, const uint32_t *ids, size_t n, char *out, size_t cap,
                   size_t *len_out);
 
 /* The string of one vocabulary entry (e.g. "cat</w>"), borrowed, NULL for an unknown id. */
 const char *pl_tok_symbol(const pl_tok_t *tok, uint32_t id);
+
+/* --- the word cache (a pure speed-up; results never depend on it) --- */
+
+/* Replaces the cache with an empty one of about max_entries entries (rounded down to a power of
+ * two, at least 128); 0 disables caching. Not thread-safe: call before sharing tok. -ENOMEM. */
+int pl_tok_set_cache(pl_tok_t *tok, size_t max_entries);
+/* Empties the cache and zeroes its counters (a "cold" start for benchmarks). Thread-safe. */
+void pl_tok_cache_clear(const pl_tok_t *tok);
+/* Lookups that hit / missed since load or the last clear, and entries in use. All 0 without a
+ * cache. Thread-safe. */
+void pl_tok_cache_stats(const pl_tok_t *tok, uint64_t *hits, uint64_t *misses, size_t *entries);
 
 /* --- the pieces, exposed for sc-tok train and tests --- */
 
@@ -69,7 +91,8 @@ const char *pl_tok_symbol(const pl_tok_t *tok, uint32_t id);
 int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len);
 
 /* Pre-tokenisation (spec §1.5) of already-cleaned text: calls cb for every piece in order, with a
- * pointer into `clean`. A non-zero return from cb stops the walk and is returned. */
+ * pointer into `clean`. A non-zero return from cb stops the walk and is returned. Invalid UTF-8
+ * stops the walk with CORE_EBAD_UTF8 (pieces before it have been reported). */
 typedef int (*pl_tok_piece_cb)(void *ud, const char *piece, size_t len);
 int pl_tok_pretokenize(const char *clean, size_t len, pl_tok_piece_cb cb, void *ud);
 

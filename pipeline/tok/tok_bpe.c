@@ -1,0 +1,210 @@
+/* Byte-level BPE of one pre-token (spec §1.6), on canonical symbol ids.
+ *
+ * The reference repeats: take the adjacent pair with the lowest merge rank, merge every
+ * non-overlapping occurrence of it left to right, until no pair is a merge. Two implementations
+ * give that same result:
+ *  - short words (the usual case): the loop as written, over an array, O(n^2) for n symbols;
+ *  - long words: a doubly linked list of symbols and a min-heap of (rank, position) pairs, so a
+ *    100 KiB word costs O(n log n) instead of O(n^2). The heap is drained one rank at a time and
+ *    the pairs a merge creates are pushed only when that rank is done: within a round the heap
+ *    yields the occurrences of the round's pair in left-to-right order and skips those a previous
+ *    merge consumed, which is the reference's rebuild; deferring the new pairs keeps the rounds
+ *    apart even for a merges file whose ranks are not increasing along derivations. */
+#include <errno.h>
+
+#include "core/alloc.h"
+#include "core/err.h"
+#include "tok_internal.h"
+
+_Thread_local uint64_t pl__tok_work;
+
+uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id)
+{
+    uint64_t key = (uint64_t)a << 32 | b;
+    uint64_t i = pl__tok_mix(key) & tok->mmask;
+    for (;;) {
+        pl__tok_work++;
+        uint64_t k = tok->mkey[i];
+        if (k == key) {
+            *new_id = tok->mnew[i];
+            return tok->mrank[i];
+        }
+        if (k == UINT64_MAX) {
+            return PL__TOK_NONE;
+        }
+        i = (i + 1) & tok->mmask;
+    }
+}
+
+static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
+{
+    uint32_t rank[PL__TOK_SHORT_WORD], nid[PL__TOK_SHORT_WORD];
+    for (size_t i = 0; i + 1 < n; i++) {
+        rank[i] = pl__tok_merge_find(tok, w[i], w[i + 1], &nid[i]);
+    }
+    while (n > 1) {
+        size_t at = 0;
+        for (size_t i = 1; i + 1 < n; i++) {
+            if (rank[i] < rank[at]) {
+                at = i;
+            }
+        }
+        if (rank[at] == PL__TOK_NONE) {
+            break;
+        }
+        /* No occurrence of the pair lies before `at` (it would have the same rank and an
+         * earlier index), so rebuild from there. */
+        uint32_t a = w[at], b = w[at + 1], ab = nid[at];
+        size_t o = at, i = at;
+        while (i < n) {
+            if (i + 1 < n && w[i] == a && w[i + 1] == b) {
+                w[o++] = ab;
+                i += 2;
+            } else {
+                w[o++] = w[i++];
+            }
+        }
+        n = o;
+        size_t from = at > 0 ? at - 1 : 0;
+        for (size_t k = from; k + 1 < n; k++) {
+            rank[k] = pl__tok_merge_find(tok, w[k], w[k + 1], &nid[k]);
+        }
+    }
+    return n;
+}
+
+typedef struct {
+    uint32_t rank;
+    uint32_t pos; /* index of the pair's left symbol */
+} hent_t;
+
+static inline int hless(hent_t x, hent_t y)
+{
+    return x.rank < y.rank || (x.rank == y.rank && x.pos < y.pos);
+}
+
+static void heap_push(hent_t *h, size_t *n, hent_t e)
+{
+    size_t i = (*n)++;
+    while (i > 0) {
+        pl__tok_work++;
+        size_t p = (i - 1) / 2;
+        if (!hless(e, h[p])) {
+            break;
+        }
+        h[i] = h[p];
+        i = p;
+    }
+    h[i] = e;
+}
+
+static hent_t heap_pop(hent_t *h, size_t *n)
+{
+    hent_t top = h[0], last = h[--(*n)];
+    size_t i = 0, m = *n;
+    for (;;) {
+        pl__tok_work++;
+        size_t c = 2 * i + 1;
+        if (c >= m) {
+            break;
+        }
+        if (c + 1 < m && hless(h[c + 1], h[c])) {
+            c++;
+        }
+        if (!hless(h[c], last)) {
+            break;
+        }
+        h[i] = h[c];
+        i = c;
+    }
+    if (m > 0) {
+        h[i] = last;
+    }
+    return top;
+}
+
+#define DEAD UINT32_MAX
+#define NIL UINT32_MAX
+
+static int bpe_long(const pl_tok_t *tok, uint32_t *w, size_t n, size_t *n_out)
+{
+    int rc = 0;
+    /* Each merge adds at most two pairs, so the heap never holds more than 3n entries; pairs
+     * created in a round wait in `stash` (at most 2 per merge). */
+    uint32_t *next = core_malloc(n * sizeof *next);
+    uint32_t *prev = core_malloc(n * sizeof *prev);
+    hent_t *heap = core_malloc(3 * n * sizeof *heap);
+    uint32_t *stash = core_malloc(2 * n * sizeof *stash);
+    CORE_FAIL_IF(next == NULL || prev == NULL || heap == NULL || stash == NULL,
+                 CORE_ERR(ENOMEM));
+    size_t hn = 0;
+    for (size_t i = 0; i < n; i++) {
+        next[i] = i + 1 < n ? (uint32_t)(i + 1) : NIL;
+        prev[i] = i > 0 ? (uint32_t)(i - 1) : NIL;
+        if (i + 1 < n) {
+            uint32_t nid;
+            uint32_t r = pl__tok_merge_find(tok, w[i], w[i + 1], &nid);
+            if (r != PL__TOK_NONE) {
+                heap_push(heap, &hn, (hent_t){r, (uint32_t)i});
+            }
+        }
+    }
+    while (hn > 0) {
+        uint32_t round = heap[0].rank;
+        size_t sn = 0;
+        while (hn > 0 && heap[0].rank == round) {
+            hent_t e = heap_pop(heap, &hn);
+            uint32_t p = e.pos, q = next[p], nid;
+            if (w[p] == DEAD || q == NIL ||
+                pl__tok_merge_find(tok, w[p], w[q], &nid) != e.rank) {
+                continue; /* consumed or changed by an earlier merge */
+            }
+            w[p] = nid;
+            w[q] = DEAD;
+            next[p] = next[q];
+            if (next[q] != NIL) {
+                prev[next[q]] = p;
+            }
+            if (prev[p] != NIL) {
+                stash[sn++] = prev[p];
+            }
+            if (next[p] != NIL) {
+                stash[sn++] = p;
+            }
+        }
+        for (size_t s = 0; s < sn; s++) {
+            uint32_t p = stash[s], q = next[p], nid;
+            if (w[p] == DEAD || q == NIL) {
+                continue;
+            }
+            uint32_t r = pl__tok_merge_find(tok, w[p], w[q], &nid);
+            if (r != PL__TOK_NONE) {
+                heap_push(heap, &hn, (hent_t){r, p});
+            }
+        }
+    }
+    size_t o = 0;
+    for (uint32_t p = 0; p != NIL; p = next[p]) {
+        w[o++] = w[p];
+    }
+    *n_out = o;
+fail:
+    core_free(next);
+    core_free(prev);
+    core_free(heap);
+    core_free(stash);
+    return rc;
+}
+
+int pl__tok_bpe(const pl_tok_t *tok, uint32_t *syms, size_t n, size_t *n_out, int force_long)
+{
+    if (n <= 1) {
+        *n_out = n;
+        return 0;
+    }
+    if (n <= PL__TOK_SHORT_WORD && !force_long) {
+        *n_out = bpe_short(tok, syms, n);
+        return 0;
+    }
+    return bpe_long(tok, syms, n, n_out);
+}

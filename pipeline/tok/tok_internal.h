@@ -1,0 +1,111 @@
+/* Internal pieces of the tokenizer shared between the files of pipeline/tok (never included by a
+ * public header). The split: tok_load.c (merges file -> tables), tok_unicode.c (character
+ * classes, NFC, Python lower), tok_html.c (Python html.unescape), tok_clean.c (the cleaning
+ * chain), tok_pretok.c (the pre-tokenizer), tok_bpe.c (merging), tok_cache.c (the word cache),
+ * tok.c (encode / row / label / decode). */
+#ifndef PL_TOK_INTERNAL_H
+#define PL_TOK_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pipeline/tok.h"
+
+#define PL__TOK_NONE UINT32_MAX /* "no merge" rank */
+#define PL__TOK_CLIP_MERGES 48894u
+#define PL__TOK_MAX_MERGES (1u << 22)
+#define PL__TOK_MAX_FILE (64u << 20) /* decompressed merges file */
+#define PL__TOK_SHORT_WORD 48 /* words up to this many symbols use the simple O(n^2) merge loop */
+
+typedef struct pl__tok_cache_s pl__tok_cache_t;
+
+struct pl_tok_s {
+    uint32_t n_merges;
+    uint32_t vocab_size;
+    /* Symbol strings as the merges file spells them (UTF-8 of the byte-to-unicode characters,
+     * e.g. "Ġcat</w>"), NUL-terminated, id i at sym_bytes + sym_off[i]. */
+    uint32_t *sym_off;
+    char *sym_bytes;
+    /* The same strings mapped back to bytes (what decode concatenates; "</w>" stays literal). */
+    uint32_t *raw_off;
+    uint8_t *raw_bytes;
+    /* Initial BPE symbols: canonical id of byte b as a non-final / final ("</w>") symbol. */
+    uint32_t byte_id[256];
+    uint32_t byte_id_w[256];
+    /* Merge table, open addressing: key (a << 32 | b) of canonical ids -> rank and result id. */
+    uint64_t *mkey;
+    uint32_t *mrank;
+    uint32_t *mnew;
+    uint64_t mmask;
+    char hash[PL_TOK_HASH_HEX];
+    pl__tok_cache_t *cache; /* NULL when disabled */
+};
+
+/* Work counter (merge-table probes, heap steps, entity lookups, code points cleaned) of the
+ * calling thread. Tests use it to check that cost grows linearly with the input. */
+extern _Thread_local uint64_t pl__tok_work;
+
+/* --- tok_unicode.c --- */
+enum {
+    PL__CLS_NONE = 0, /* matched by no alternative of the pattern (U+0345 under IGNORECASE) */
+    PL__CLS_SPACE = 1,
+    PL__CLS_LETTER = 2,
+    PL__CLS_NUMBER = 3,
+    PL__CLS_OTHER = 4,
+};
+/* Strict UTF-8 decoding of one code point at s[*i] (advances *i). Returns 0, or -1 for invalid
+ * input (overlong, surrogate, > U+10FFFF, truncated). */
+int pl__utf8_next(const uint8_t *s, size_t len, size_t *i, uint32_t *cp);
+/* Appends the UTF-8 of cp to out (room for 4 bytes); returns the byte count. */
+size_t pl__utf8_put(uint8_t *out, uint32_t cp);
+int pl__uni_class(uint32_t cp);
+int pl__uni_is_pyspace(uint32_t cp); /* Python str.isspace */
+/* Python str.lower of one code point other than U+03A3: writes 1..3 code points, returns n. */
+int pl__uni_lower(uint32_t cp, uint32_t out[3]);
+int pl__uni_is_cased(uint32_t cp);     /* Cased and not Case_Ignorable */
+int pl__uni_is_ignorable(uint32_t cp); /* Case_Ignorable */
+/* NFC of valid UTF-8 as the reference Python sees it. *out is core_malloc'd. */
+int pl__uni_nfc(const uint8_t *s, size_t len, uint32_t **out, size_t *n_out);
+/* 0 when the linked utf8proc has the Unicode version the tables were generated against. */
+int pl__uni_check_version(void);
+const char *pl__uni_utf8proc_version(void);
+const char *pl__uni_expected_version(void); /* utf8proc's Unicode when the tables were made */
+
+/* --- tok_html.c --- */
+/* Python html.unescape over code points. Output is never longer than the input, so `out` needs
+ * room for n code points; *n_out gets the count. `out` must not alias `in`. */
+void pl__html_unescape(const uint32_t *in, size_t n, uint32_t *out, size_t *n_out);
+
+/* --- tok_bpe.c --- */
+/* Merges the n >= 1 initial symbols in `syms` (canonical ids) in place; *n_out gets the final
+ * count. force_long = 1 uses the heap algorithm even for short words (tests compare both).
+ * Errors: -ENOMEM. */
+int pl__tok_bpe(const pl_tok_t *tok, uint32_t *syms, size_t n, size_t *n_out, int force_long);
+/* Slot hash of a merge-table key. */
+static inline uint64_t pl__tok_mix(uint64_t k)
+{
+    k ^= k >> 31;
+    k *= 0x9e3779b97f4a7c15ull;
+    k ^= k >> 29;
+    return k;
+}
+/* Rank and result id of the merge (a, b), or PL__TOK_NONE. */
+uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);
+
+/* --- tok_cache.c --- */
+#define PL__CACHE_KEY_MAX 32 /* bytes of a pre-token that may be cached */
+#define PL__CACHE_IDS_MAX 16 /* ids of a cached result */
+int pl__tok_cache_new(size_t max_entries, pl__tok_cache_t **out);
+void pl__tok_cache_free(pl__tok_cache_t *c);
+uint64_t pl__tok_hash_bytes(const void *p, size_t n);
+/* Copies the cached ids of key into ids (room for PL__CACHE_IDS_MAX) and returns their count,
+ * or -1 on a miss. Thread-safe. */
+int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+                      uint32_t *ids);
+/* Stores a result; keys or results over the limits are ignored. Thread-safe. */
+void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+                       const uint32_t *ids, size_t n);
+void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, size_t *entries);
+void pl__tok_cache_clear(pl__tok_cache_t *c);
+
+#endif
