@@ -4,6 +4,7 @@
  * leaves a half-loaded model. */
 #include "nn/ckpt.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -241,4 +242,105 @@ int nn_ckpt_load(const char *path, const nn_ckpt_entry_t *entries, size_t n, uns
         nn_st_close(f);
     }
     return 0;
+}
+
+/* ---- the ViT ------------------------------------------------------------------------------- */
+
+int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out)
+{
+    size_t n = nn_vit_num_tensors(m);
+    nn_ckpt_entry_t *e = core_calloc(n ? n : 1, sizeof *e);
+    *out = NULL;
+    *n_out = 0;
+    if (e == NULL) {
+        return CORE_ERR(ENOMEM);
+    }
+    for (size_t i = 0; i < n; i++) {
+        nn_tensor_t t;
+        int rc = nn_vit_tensor(m, i, &t);
+        if (rc != 0) {
+            core_free(e);
+            return rc;
+        }
+        e[i].name = t.name;
+        e[i].dtype = t.dtype == NN_DTYPE_F64 ? NN_ST_F64 : NN_ST_F32;
+        e[i].rank = t.ndim;
+        for (int d = 0; d < t.ndim && d < NN_ST_MAX_RANK; d++) {
+            e[i].shape[d] = t.shape[d];
+        }
+        e[i].data = t.data;
+        e[i].exp_avg = t.is_buffer ? NULL : t.m;
+        e[i].exp_avg_sq = t.is_buffer ? NULL : t.v;
+    }
+    *out = e;
+    *n_out = n;
+    return 0;
+}
+
+int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta,
+                     size_t n_meta, char *err, size_t errlen)
+{
+    int rc = 0;
+    nn_ckpt_entry_t *e = NULL;
+    size_t n = 0;
+    char step[32];
+    nn_st_meta_t *all = core_calloc(n_meta + 1, sizeof *all);
+    CORE_FAIL_IF(all == NULL, CORE_ERR(ENOMEM));
+    for (size_t i = 0; i < n_meta; i++) {
+        if (meta[i].key != NULL && strcmp(meta[i].key, NN_CKPT_META_OPT_STEP) == 0) {
+            if (err != NULL && errlen > 0) {
+                snprintf(err, errlen, "metadata key \"%s\" is reserved", NN_CKPT_META_OPT_STEP);
+            }
+            CORE_FAIL_IF(1, CORE_ECONFIG);
+        }
+        all[i] = meta[i];
+    }
+    snprintf(step, sizeof step, "%" PRId64, nn_vit_opt_step(m));
+    all[n_meta] = (nn_st_meta_t){NN_CKPT_META_OPT_STEP, step};
+    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
+    rc = nn_ckpt_save(path, e, n, all, n_meta + 1, err, errlen);
+fail:
+    core_free(e);
+    core_free(all);
+    return rc;
+}
+
+int nn_ckpt_vit_load(const char *path, nn_vit_t *m, unsigned flags, nn_st_file_t **file_out,
+                     char *err, size_t errlen)
+{
+    int rc = 0;
+    nn_ckpt_entry_t *e = NULL;
+    size_t n = 0;
+    nn_st_file_t *f = NULL;
+    if (file_out != NULL) {
+        *file_out = NULL;
+    }
+    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
+    /* Check everything, the step included, before the model is touched. */
+    CORE_TRY(nn_st_open(path, NULL, &f, err, errlen));
+    CORE_TRY(nn_ckpt_check(f, e, n, flags, err, errlen));
+    int64_t step = 0;
+    if (!(flags & NN_CKPT_WEIGHTS_ONLY)) {
+        const char *s = nn_st_meta_get(f, NN_CKPT_META_OPT_STEP);
+        char *end = NULL;
+        long long v = s != NULL ? strtoll(s, &end, 10) : -1;
+        if (s == NULL || end == s || *end != '\0' || v < 0) {
+            if (err != NULL && errlen > 0) {
+                snprintf(err, errlen, "metadata \"%s\" missing or invalid: cannot resume AdamW",
+                         NN_CKPT_META_OPT_STEP);
+            }
+            CORE_FAIL_IF(1, s == NULL ? CORE_ENOT_FOUND : CORE_ECORRUPT);
+        }
+        step = (int64_t)v;
+    }
+    nn_st_close(f);
+    f = NULL;
+    CORE_TRY(nn_ckpt_load(path, e, n, flags, file_out, err, errlen));
+    if (!(flags & NN_CKPT_WEIGHTS_ONLY)) {
+        nn_vit_set_opt_step(m, step);
+    }
+fail:
+    nn_st_close(f);
+    core_free(e);
+    return rc;
 }

@@ -6,7 +6,9 @@
 
 #include "core/alloc.h"
 #include "core/err.h"
+#include "nn/adamw.h"
 #include "nn/ckpt.h"
+#include "nn/vit.h"
 #include "t.h"
 
 typedef struct {
@@ -228,6 +230,168 @@ T_CASE(ckpt_golden_weights_load)
     core_free(bufs);
     core_free(e);
     nn_st_close(f);
+}
+
+/* ---- the ViT helpers ------------------------------------------------------------------------ */
+
+static const nn_vit_cfg_t k_tiny = {.image_size = 32, .patch = 8, .width = 64, .depth = 2,
+                                    .heads = 2, .mlp_hidden = 256, .vocab = 1000, .batch = 4};
+
+typedef struct {
+    float *images;
+    uint32_t *off, *ids;
+} batch_t;
+
+/* The golden batch (images and label CSR) of tests/data/golden/vit_tiny_io.safetensors. */
+static void golden_batch(batch_t *b)
+{
+    nn_st_file_t *f;
+    char err[NN_ST_ERRLEN];
+    T_ASSERT_OK(nn_st_open(t_source("tests/data/golden/vit_tiny_io.safetensors"), NULL, &f, err,
+                           sizeof err));
+    const nn_st_tensor_t *im = nn_st_find(f, "input.images");
+    const nn_st_tensor_t *to = nn_st_find(f, "input.label_offsets");
+    const nn_st_tensor_t *ti = nn_st_find(f, "input.label_ids");
+    T_ASSERT(im != NULL && to != NULL && ti != NULL && to->numel == 5);
+    b->images = core_malloc(im->nbytes);
+    memcpy(b->images, im->data, im->nbytes);
+    b->off = core_malloc(to->numel * sizeof *b->off);
+    b->ids = core_malloc(ti->numel * sizeof *b->ids);
+    for (size_t i = 0; i < to->numel; i++) {
+        int64_t v;
+        memcpy(&v, to->data + 8 * i, 8);
+        b->off[i] = (uint32_t)v;
+    }
+    for (size_t i = 0; i < ti->numel; i++) {
+        int64_t v;
+        memcpy(&v, ti->data + 8 * i, 8);
+        b->ids[i] = (uint32_t)v;
+    }
+    nn_st_close(f);
+}
+
+static void batch_free(batch_t *b)
+{
+    core_free(b->images);
+    core_free(b->off);
+    core_free(b->ids);
+}
+
+static nn_vit_t *golden_model(const nn_vit_cfg_t *cfg, uint64_t seed)
+{
+    nn_vit_t *m;
+    T_ASSERT_OK(nn_vit_new(cfg, &m));
+    nn_vit_init(m, seed);
+    char err[NN_ST_ERRLEN];
+    int rc = nn_ckpt_vit_load(t_source("tests/data/golden/vit_tiny_weights.safetensors"), m,
+                              NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err);
+    if (rc != 0) {
+        T_FAIL("%s (%s)", err, core_err_name(rc));
+    }
+    return m;
+}
+
+static void train(nn_vit_t *m, const batch_t *b, int from, int to)
+{
+    nn_adamw_cfg_t opt = nn_adamw_defaults();
+    for (int s = from; s < to; s++) {
+        float loss;
+        T_ASSERT_OK(nn_vit_train_step(m, b->images, b->off, b->ids, 1, &opt,
+                                      nn_lr_schedule(1e-3f, 2, 6, s), &loss));
+    }
+}
+
+/* Every tensor, moment and the step counter bitwise equal. */
+static void assert_same_state(const nn_vit_t *a, const nn_vit_t *b)
+{
+    T_ASSERT_EQ(nn_vit_opt_step(a), nn_vit_opt_step(b));
+    for (size_t i = 0; i < nn_vit_num_tensors(a); i++) {
+        nn_tensor_t x, y;
+        T_ASSERT_OK(nn_vit_tensor(a, i, &x));
+        T_ASSERT_OK(nn_vit_tensor(b, i, &y));
+        size_t sz = x.dtype == NN_DTYPE_F64 ? 8 : 4;
+        if (memcmp(x.data, y.data, x.numel * sz) != 0 ||
+            (x.m != NULL && memcmp(x.m, y.m, x.numel * sz) != 0) ||
+            (x.v != NULL && memcmp(x.v, y.v, x.numel * sz) != 0)) {
+            T_FAIL("tensor %s differs after resume", x.name);
+        }
+    }
+}
+
+/* Train 4 steps in one go == 2 steps, save, load into a fresh model, 2 more steps (bitwise). */
+T_CASE(ckpt_vit_resume_is_exact)
+{
+    batch_t b;
+    golden_batch(&b);
+    nn_vit_t *a = golden_model(&k_tiny, 1);
+    train(a, &b, 0, 4);
+
+    nn_vit_t *h = golden_model(&k_tiny, 1);
+    train(h, &b, 0, 2);
+    const char *p = tmp_path("vit.safetensors");
+    char err[NN_ST_ERRLEN];
+    nn_st_meta_t meta[1] = {{"cursor", "{\"epoch\":0,\"pos\":8}"}};
+    T_ASSERT_OK(nn_ckpt_vit_save(p, h, meta, 1, err, sizeof err));
+    nn_vit_free(h);
+
+    nn_vit_t *r;
+    T_ASSERT_OK(nn_vit_new(&k_tiny, &r));
+    nn_vit_init(r, 99); /* different weights: all of them must be replaced */
+    nn_st_file_t *f;
+    T_ASSERT_OK(nn_ckpt_vit_load(p, r, 0, &f, err, sizeof err));
+    T_ASSERT_EQ(nn_vit_opt_step(r), 2);
+    T_ASSERT_STR_EQ(nn_st_meta_get(f, NN_CKPT_META_OPT_STEP), "2");
+    T_ASSERT_STR_EQ(nn_st_meta_get(f, "cursor"), "{\"epoch\":0,\"pos\":8}");
+    T_ASSERT_EQ(nn_st_count(f), 35 * 3 + 2);
+    nn_st_close(f);
+    train(r, &b, 2, 4);
+    assert_same_state(a, r);
+
+    /* the reserved key */
+    nn_st_meta_t bad[1] = {{NN_CKPT_META_OPT_STEP, "5"}};
+    T_ASSERT_ERR(nn_ckpt_vit_save(p, r, bad, 1, err, sizeof err), CORE_ECONFIG);
+    nn_vit_free(r);
+    nn_vit_free(a);
+    batch_free(&b);
+}
+
+/* Loading into a model of another shape fails, names the tensor, and changes nothing. */
+T_CASE(ckpt_vit_mismatch_untouched)
+{
+    char err[NN_ST_ERRLEN];
+    const char *golden = t_source("tests/data/golden/vit_tiny_weights.safetensors");
+    nn_vit_t *m;
+    T_ASSERT_OK(nn_vit_new(&k_tiny, &m));
+    nn_vit_init(m, 5);
+    nn_tensor_t t;
+    T_ASSERT_OK(nn_vit_find(m, "visual.conv1.weight", &t));
+    float before = ((float *)t.data)[7];
+    /* the golden weights have no optimizer state and no step */
+    T_ASSERT_ERR(nn_ckpt_vit_load(golden, m, 0, NULL, err, sizeof err), CORE_ENOT_FOUND);
+    T_ASSERT(strstr(err, "optimizer.exp_avg.") != NULL);
+    T_ASSERT(((float *)t.data)[7] == before);
+    nn_vit_free(m);
+
+    nn_vit_cfg_t c = k_tiny;
+    c.vocab = 999;
+    T_ASSERT_OK(nn_vit_new(&c, &m));
+    nn_vit_init(m, 5);
+    T_ASSERT_OK(nn_vit_find(m, "visual.conv1.weight", &t));
+    before = ((float *)t.data)[7];
+    T_ASSERT_ERR(nn_ckpt_vit_load(golden, m, NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err),
+                 CORE_ESHAPE_MISMATCH);
+    T_ASSERT(strstr(err, "cap_fq") != NULL || strstr(err, "text_projection") != NULL);
+    T_ASSERT(((float *)t.data)[7] == before);
+    nn_vit_free(m);
+
+    c = k_tiny;
+    c.depth = 1;
+    T_ASSERT_OK(nn_vit_new(&c, &m));
+    nn_vit_init(m, 5);
+    T_ASSERT_ERR(nn_ckpt_vit_load(golden, m, NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err),
+                 CORE_EMISMATCH);
+    T_ASSERT(strstr(err, "resblocks.1.") != NULL);
+    nn_vit_free(m);
 }
 
 T_MAIN()

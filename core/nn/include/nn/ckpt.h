@@ -10,7 +10,7 @@
  * fsync), so a crash leaves either the old or the new file, never a torn one.
  *
  * The model side is described by an array of entries, one per tensor, which the model produces
- * from its tensor table (for the ViT: nn_vit_tensor(), see nn_ckpt_vit_entries in nn/ckpt_vit.h).
+ * from its tensor table (for the ViT: nn_ckpt_vit_entries below, built on nn_vit_tensor()).
  *
  * Thread safety: no shared state; a save must not run concurrently with writes to the tensors it
  * reads, nor a load with any use of the tensors it fills. */
@@ -21,6 +21,7 @@
 #include <stdint.h>
 
 #include "nn/safetensors.h"
+#include "nn/vit.h"
 
 #define NN_CKPT_FORMAT "superclass-ckpt"
 #define NN_CKPT_VERSION 1
@@ -71,5 +72,29 @@ int nn_ckpt_load(const char *path, const nn_ckpt_entry_t *entries, size_t n, uns
  * copying anything. */
 int nn_ckpt_check(const nn_st_file_t *f, const nn_ckpt_entry_t *entries, size_t n, unsigned flags,
                   char *err, size_t errlen);
+
+/* ---- the ViT (nn/vit.h) ---------------------------------------------------------------------- */
+
+/* Metadata key holding the AdamW step counter (decimal), written and restored by the ViT helpers:
+ * AdamW's bias correction depends on it, so a resumed run needs it to continue exactly. */
+#define NN_CKPT_META_OPT_STEP "optimizer.step"
+
+/* Entries for every tensor of `m` (parameters with their moments, then cap_fq and num_samples as
+ * F64), pointing into the model's arenas. *out is core_malloc'd (free with core_free); the names
+ * and pointers are borrowed from the model. Returns 0 or CORE_ERR(ENOMEM). */
+int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out);
+
+/* Saves the whole training state of `m` (weights, moments, IDF buffers, the AdamW step under
+ * NN_CKPT_META_OPT_STEP) plus the caller's metadata (config, schedule position, RNG state, data
+ * cursor ...; the key NN_CKPT_META_OPT_STEP is reserved as well). Errors as nn_ckpt_save. */
+int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta,
+                     size_t n_meta, char *err, size_t errlen);
+
+/* Loads `path` into `m` with nn_ckpt_load's checks and flags. Unless NN_CKPT_WEIGHTS_ONLY, the
+ * file must hold NN_CKPT_META_OPT_STEP (else CORE_ENOT_FOUND, model untouched) and the AdamW step
+ * is restored; with NN_CKPT_WEIGHTS_ONLY the moments and the step are left as they are. file_out
+ * as in nn_ckpt_load. */
+int nn_ckpt_vit_load(const char *path, nn_vit_t *m, unsigned flags, nn_st_file_t **file_out,
+                     char *err, size_t errlen);
 
 #endif
