@@ -23,8 +23,7 @@ command -v taskset >/dev/null 2>&1 && pin="taskset -c $core"
 echo "== configuration"
 echo "host: $(uname -srm), $(nproc) cpus, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "pinning: ${pin:-none (taskset missing)}; rounds: $rounds; golden: $golden"
-echo "C: $bench -r $c_reps ($(grep -m1 -o "buildtype=[a-z]*" "$build/meson-info/intro-buildoptions.json" 2>/dev/null || \
-  grep -o '"buildtype", "value": "[a-z]*"' "$build/meson-info/intro-buildoptions.json" 2>/dev/null || echo '?'))"
+echo "C: $bench -r $c_reps (compiler and build type: see the c: lines)"
 echo "Python: $py $here/tok_peer.py --bench -r $py_reps ($($py --version 2>&1))"
 
 out=$(mktemp)

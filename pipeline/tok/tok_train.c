@@ -25,7 +25,8 @@
  * and all lower-ranked merges were applied before it, the words' final segmentation is exactly
  * what the rank-ordered apply step produces for them.
  *
- * Output: "#version: 0.2 sc-tok merges=N" then one "left right" line per merge in rank order. */
+ * Output: the header PL_TOK_SCTOK_HEADER with the merge count ("#version: 0.2 sc-tok merges=N"),
+ * then one "left right" line per merge in rank order, each ending in '\n' (tok_load.c reads it). */
 #include "pipeline/tok_train.h"
 
 #include <errno.h>
@@ -36,6 +37,7 @@
 #include "core/alloc.h"
 #include "core/err.h"
 #include "pipeline/tok.h"
+#include "tok_internal.h"
 
 #define N_BASE 512u /* 256 byte symbols + their "</w>" twins */
 
@@ -743,7 +745,8 @@ int pl_tok_trainer_train(pl_tok_trainer_t *t, uint32_t vocab_size, uint32_t *n_m
 {
     int rc = 0;
     *n_merges = 0;
-    if (vocab_size < N_BASE + 2) {
+    /* The loader refuses files with more than PL__TOK_MAX_MERGES merges: never write one. */
+    if (vocab_size < N_BASE + 2 || vocab_size - N_BASE - 2 > PL__TOK_MAX_MERGES) {
         return CORE_ECONFIG;
     }
     if (t->failed || t->trained) {
@@ -829,7 +832,7 @@ int pl_tok_trainer_write(const pl_tok_trainer_t *t, const char *path)
     if (!buf) {
         return CORE_ERR(ENOMEM);
     }
-    int hl = snprintf(buf, cap, "#version: 0.2 sc-tok merges=%u\n", t->n_merges);
+    int hl = snprintf(buf, cap, PL_TOK_SCTOK_HEADER "%u\n", t->n_merges);
     size_t n = (size_t)hl;
     for (uint32_t m = 0; m < t->n_merges; m++) {
         uint32_t a = t->merges[2 * m], b = t->merges[2 * m + 1];
