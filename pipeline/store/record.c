@@ -47,12 +47,18 @@ static void put64(uint8_t *p, uint64_t v)
         p[i] = (uint8_t)(v >> (8 * i));
     }
 }
-static uint32_t get16(const uint8_t *p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static uint32_t get16(const uint8_t *p)
+{
+    return (uint32_t)p[0] | ((uint32_t)p[1] << 8);
+}
 static uint32_t get32(const uint8_t *p)
 {
     return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) | ((uint32_t)p[3] << 24);
 }
-static uint64_t get64(const uint8_t *p) { return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32); }
+static uint64_t get64(const uint8_t *p)
+{
+    return (uint64_t)get32(p) | ((uint64_t)get32(p + 4) << 32);
+}
 
 /* The label of a row (spec §1.9): its sorted unique ids. The same definition as pl_tok_label, kept
  * here so the codec depends on no tokenizer state (77 ids: insertion sort is plenty). */
@@ -218,8 +224,8 @@ int pl_record_decode(const uint8_t *buf, size_t len, pl_record_t *rec)
     }
     /* All terms are bounded (< 2^29 each), so the sum cannot overflow size_t. */
     size_t need = (size_t)PL_RECORD_HEADER + 4u * ((size_t)rec->n_label + rec->n_tokens) +
-                  rec->caption_z_len + rec->source_file_len + rec->member_key_len +
-                  rec->image_len + 4;
+                  rec->caption_z_len + rec->source_file_len + rec->member_key_len + rec->image_len +
+                  4;
     if (need != len) {
         return CORE_ECORRUPT;
     }
@@ -272,8 +278,8 @@ int pl_record_caption(const pl_record_t *rec, char *out, size_t cap)
     if (fcs != rec->caption_len) {
         return CORE_ECORRUPT;
     }
-    size_t n = ZSTD_decompressDCtx(tl_dctx, out, rec->caption_len, rec->caption_z,
-                                   rec->caption_z_len);
+    size_t n =
+        ZSTD_decompressDCtx(tl_dctx, out, rec->caption_len, rec->caption_z, rec->caption_z_len);
     if (ZSTD_isError(n) || n != rec->caption_len) {
         return CORE_ECORRUPT;
     }

@@ -10,7 +10,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -219,7 +221,8 @@ static char *path_join(const char *dir, const char *name)
     return p;
 }
 
-static int env_open(const char *path, int writable, uint64_t mapsize, unsigned maxdbs, MDB_env **out)
+static int env_open(const char *path, int writable, uint64_t mapsize, unsigned maxdbs,
+                    MDB_env **out)
 {
     MDB_env *env = NULL;
     int e = mdb_env_create(&env);
@@ -431,7 +434,8 @@ static int shard_load(pl_store_t *st, shard_t *s, uint64_t first_seq_if_new)
         return 0;
     }
     CORE_TRY(pl__store_mdb_err(e, "dbi records", s->name));
-    CORE_TRY(pl__store_mdb_err(mdb_dbi_open(txn, "progress", fl, &s->prog), "dbi progress", s->name));
+    CORE_TRY(
+        pl__store_mdb_err(mdb_dbi_open(txn, "progress", fl, &s->prog), "dbi progress", s->name));
     CORE_TRY(pl__store_mdb_err(mdb_dbi_open(txn, "rejects", fl, &s->rej), "dbi rejects", s->name));
     CORE_TRY(pl__store_mdb_err(mdb_dbi_open(txn, "info", fl, &s->info), "dbi info", s->name));
     MDB_val k = {9, "first_seq"}, v;
@@ -583,11 +587,26 @@ void pl_store_close(pl_store_t *st)
     core_free(st);
 }
 
-const char *pl_store_vocab_hash(const pl_store_t *st) { return st->vocab_hash; }
-const char *pl_store_vocab_path(const pl_store_t *st) { return st->vocab_path; }
-const pl_store_policy_t *pl_store_policy(const pl_store_t *st) { return &st->policy; }
-const pl_store_caps_t *pl_store_caps(const pl_store_t *st) { return &st->caps; }
-const char *pl_store_dir(const pl_store_t *st) { return st->dir; }
+const char *pl_store_vocab_hash(const pl_store_t *st)
+{
+    return st->vocab_hash;
+}
+const char *pl_store_vocab_path(const pl_store_t *st)
+{
+    return st->vocab_path;
+}
+const pl_store_policy_t *pl_store_policy(const pl_store_t *st)
+{
+    return &st->policy;
+}
+const pl_store_caps_t *pl_store_caps(const pl_store_t *st)
+{
+    return &st->caps;
+}
+const char *pl_store_dir(const pl_store_t *st)
+{
+    return st->dir;
+}
 
 int pl_store_check_vocab(const pl_store_t *st, const char *vocab_hash)
 {
@@ -609,7 +628,10 @@ uint64_t pl_store_count(const pl_store_t *st)
     return n;
 }
 
-uint32_t pl_store_n_shards(const pl_store_t *st) { return st->n_shards; }
+uint32_t pl_store_n_shards(const pl_store_t *st)
+{
+    return st->n_shards;
+}
 
 int pl_store_shard_info(const pl_store_t *st, uint32_t i, const char **name, uint64_t *first_seq,
                         uint64_t *next_seq, uint64_t *file_bytes)
@@ -924,6 +946,27 @@ static int batch_write(pl_store_t *st, shard_t *s, const pl_store_batch_t *b, in
     return pl__store_mdb_err(e, "commit batch", s->name);
 }
 
+/* LMDB reports a short pwrite as EIO, and a full disk or a file-size limit first shows up as a
+ * short write. Tell those apart from real I/O errors so the caller can say "disk full". */
+static int diagnose_eio(const pl_store_t *st, const shard_t *s, uint64_t batch_bytes)
+{
+    uint64_t need = 2 * batch_bytes + (1u << 20);
+    struct statvfs vfs;
+    if (statvfs(st->dir, &vfs) == 0 && (uint64_t)vfs.f_bavail * vfs.f_frsize < need) {
+        return CORE_ERR(ENOSPC);
+    }
+    struct rlimit rl;
+    char *p = path_join(st->dir, s->name);
+    struct stat sb;
+    int rc = CORE_ERR(EIO);
+    if (p && stat(p, &sb) == 0 && getrlimit(RLIMIT_FSIZE, &rl) == 0 &&
+        rl.rlim_cur != RLIM_INFINITY && (uint64_t)sb.st_size + need >= (uint64_t)rl.rlim_cur) {
+        rc = CORE_ERR(EFBIG);
+    }
+    core_free(p);
+    return rc;
+}
+
 int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_seq_out)
 {
     if (!st->writable || st->failed) {
@@ -960,6 +1003,12 @@ int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_s
             break;
         }
         core_log_debug("%s: map grown to %llu bytes", s->name, (unsigned long long)grown);
+    }
+    if (rc == CORE_ERR(EIO)) {
+        rc = diagnose_eio(st, s, bytes);
+        if (rc != CORE_ERR(EIO)) {
+            core_log_err("%s: the short write was a full disk (%s)", s->name, core_strerror(rc));
+        }
     }
     if (rc < 0) {
         st->failed = rc;

@@ -24,9 +24,18 @@ static inline uint8_t *tst_record(uint64_t i, size_t img_len, size_t *n)
     }
     img[0] = 0xFF;
     pl_record_in_t in = {
-        .tokens = toks, .n_tokens = 4, .caption = cap, .caption_len = strlen(cap), .image = img,
-        .image_len = img_len, .format = PL_IMG_JPEG, .width = 8, .height = 8,
-        .source_file = "synthetic.tar", .member_key = key, .sample_index = i,
+        .tokens = toks,
+        .n_tokens = 4,
+        .caption = cap,
+        .caption_len = strlen(cap),
+        .image = img,
+        .image_len = img_len,
+        .format = PL_IMG_JPEG,
+        .width = 8,
+        .height = 8,
+        .source_file = "synthetic.tar",
+        .member_key = key,
+        .sample_index = i,
     };
     size_t bound = 0;
     T_ASSERT_OK(pl_record_bound(&in, &bound));

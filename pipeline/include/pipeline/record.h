@@ -20,8 +20,8 @@
 #include "pipeline/tok.h"
 
 #define PL_RECORD_VERSION 1
-#define PL_RECORD_MAGIC 0x31524353u /* "SCR1" read as little-endian u32 */
-#define PL_RECORD_HEADER 48         /* fixed header bytes before the variable part */
+#define PL_RECORD_MAGIC 0x31524353u      /* "SCR1" read as little-endian u32 */
+#define PL_RECORD_HEADER 48              /* fixed header bytes before the variable part */
 #define PL_RECORD_MAX_CAPTION (1u << 20) /* decoded caption bytes */
 #define PL_RECORD_MAX_IMAGE (256u << 20)
 #define PL_RECORD_MAX_NAME 4096 /* source file name and member key */

@@ -40,15 +40,16 @@ typedef struct pl_store_policy_s {
     uint32_t max_side;          /* 0: keep images as they are; else re-encode larger ones */
     uint32_t caption_max_bytes; /* byte cap of a stored caption (default 4096) */
     pl_caption_overflow_t caption_overflow;
-    uint32_t max_dim;         /* bomb limit: width and height (default 16384) */
-    uint64_t max_pixels;      /* bomb limit: width*height (default 64 Mi) */
+    uint32_t max_dim;          /* bomb limit: width and height (default 16384) */
+    uint64_t max_pixels;       /* bomb limit: width*height (default 64 Mi) */
     uint64_t max_member_bytes; /* largest archive member read into memory (default 64 MiB) */
 } pl_store_policy_t;
 
 typedef struct pl_store_caps_s {
     uint64_t shard_max_bytes;   /* a shard closes at the first commit that reaches it (1 GiB) */
     uint64_t shard_max_records; /* ... or this many records (0: no record cap) */
-    uint64_t map_initial_bytes; /* initial LMDB map size of a shard (64 MiB); grows x2 on MAP_FULL */
+    uint64_t
+        map_initial_bytes; /* initial LMDB map size of a shard (64 MiB); grows x2 on MAP_FULL */
 } pl_store_caps_t;
 
 void pl_store_policy_default(pl_store_policy_t *p);
@@ -85,7 +86,8 @@ int pl_store_check_vocab(const pl_store_t *st, const char *vocab_hash);
 /* Counts and the sequence range [first, next) of every record. */
 uint64_t pl_store_count(const pl_store_t *st);
 uint32_t pl_store_n_shards(const pl_store_t *st);
-/* Per shard: file name (borrowed), first seq, next seq, file bytes. CORE_ENOT_FOUND past the end. */
+/* Per shard: file name (borrowed), first seq, next seq, file bytes. CORE_ENOT_FOUND past the end.
+ */
 int pl_store_shard_info(const pl_store_t *st, uint32_t i, const char **name, uint64_t *first_seq,
                         uint64_t *next_seq, uint64_t *file_bytes);
 
