@@ -2,7 +2,7 @@
 # Tokenizer speed: the C tokenizer (bench_tok) against the Python peer (tok_peer.py), side by side,
 # alternating A B A B so drift on a shared machine hits both, each pinned to one core.
 #   bench/tok.sh [BUILD_DIR] [ROUNDS]      (defaults: build, 3)
-# Env: GOLDEN (golden.tsv path), CORE (cpu for taskset, default 0), PY (default /usr/bin/python3),
+# Env: GOLDEN (golden.tsv path), VOCAB (merges file, default next to GOLDEN), CORE (cpu for taskset, default 0), PY (default /usr/bin/python3),
 #      C_REPS / PY_REPS (repetitions inside one run; medians are taken over all runs' medians).
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
@@ -10,6 +10,7 @@ root=$(dirname "$here")
 build=${1:-$root/build}
 rounds=${2:-3}
 golden=${GOLDEN:-$root/../shared/data/tokenizer/golden.tsv}
+vocab=${VOCAB:-$(dirname "$golden")/bpe_simple_vocab_16e6.txt.gz}
 core=${CORE:-0}
 py=${PY:-/usr/bin/python3}
 c_reps=${C_REPS:-5}
@@ -27,13 +28,17 @@ echo "C: $bench -r $c_reps (compiler and build type: see the c: lines)"
 echo "Python: $py $here/tok_peer.py --bench -r $py_reps ($($py --version 2>&1))"
 
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
-$py "$here/tok_peer.py" --check "$golden" | sed 's/^/peer check: /'
+run=$(mktemp)
+trap 'rm -f "$out" "$run"' EXIT
+check=$($py "$here/tok_peer.py" --vocab "$vocab" --check "$golden") || { echo "tok.sh: the peer does not match $golden: $check" >&2; exit 1; }
+echo "peer check: $check"
 i=1
 while [ "$i" -le "$rounds" ]; do
     echo "== round $i"
-    $pin $py "$here/tok_peer.py" --bench "$golden" -r "$py_reps" | tee -a "$out"
-    $pin "$bench" -r "$c_reps" "$golden" | tee -a "$out"
+    $pin $py "$here/tok_peer.py" --vocab "$vocab" --bench "$golden" -r "$py_reps" >"$run" || exit 1
+    cat "$run" && cat "$run" >>"$out"
+    $pin "$bench" -r "$c_reps" -v "$vocab" "$golden" >"$run" || exit 1
+    cat "$run" && cat "$run" >>"$out"
     i=$((i + 1))
 done
 
