@@ -127,7 +127,9 @@ void pl_eval_box(uint32_t width, uint32_t height, uint32_t size, double box[4])
 
 int pl_jpeg_pick_scale(uint32_t crop_w, uint32_t crop_h, uint32_t out_w, uint32_t out_h)
 {
-    for (int m = 1; m < 8; m++) {
+    /* Only 1/8, 2/8, 4/8 and 8/8: libjpeg-turbo has SIMD IDCTs (and merged chroma handling) for
+     * those; 3/8, 5/8, 6/8 and 7/8 run plain-C IDCTs that are slower than a full-size decode. */
+    for (int m = 1; m < 8; m *= 2) {
         if ((uint64_t)crop_w * (uint64_t)m >= (uint64_t)out_w * 8u &&
             (uint64_t)crop_h * (uint64_t)m >= (uint64_t)out_h * 8u) {
             return m;

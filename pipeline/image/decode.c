@@ -141,8 +141,8 @@ int pl_img_reencode_max_side(pl_img_ctx_t *ctx, const uint8_t *data, size_t len,
             return pl__fail(err, PL_IMG_R_NO_MEMORY, "jpeg encode: %s", tjGetErrorStr2(NULL));
         }
     }
-    if (tjCompress2(ctx->tj_compress, ctx->resized.p, (int)nw, 0, (int)nh, TJPF_RGB, &jpg,
-                    &jpg_len, TJSAMP_420, quality, TJFLAG_ACCURATEDCT) != 0) {
+    if (tjCompress2(ctx->tj_compress, ctx->resized.p, (int)nw, 0, (int)nh, TJPF_RGB, &jpg, &jpg_len,
+                    TJSAMP_420, quality, TJFLAG_ACCURATEDCT) != 0) {
         rc = pl__fail(err, PL_IMG_R_UNSUPPORTED, "jpeg encode: %s",
                       tjGetErrorStr2(ctx->tj_compress));
         tjFree(jpg);

@@ -17,7 +17,7 @@
 typedef struct pl__jerr_s {
     struct jpeg_error_mgr pub;
     jmp_buf jmp;
-    int reason;     /* pl_img_reason_t of the failure */
+    int reason; /* pl_img_reason_t of the failure */
     char text[JMSG_LENGTH_MAX + 16];
 } pl__jerr_t;
 
@@ -50,7 +50,8 @@ typedef struct pl__region_s {
 int pl__buf_reserve(pl__buf_t *b, size_t n);
 
 /* Sets err (may be NULL) and returns the reason's core code. printf-style text. */
-int pl__fail(pl_img_err_t *err, int reason, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int pl__fail(pl_img_err_t *err, int reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Resolves NULL/zero limits to defaults. */
 void pl__limits(const pl_img_limits_t *lim, uint32_t *max_side, uint64_t *max_pixels);
@@ -81,6 +82,9 @@ int pl__webp_decode(pl_img_ctx_t *ctx, const uint8_t *data, size_t len, const pl
 int pl__rrc_box_draw(uint32_t width, uint32_t height, double scale_min, double scale_max,
                      double ratio_min, double ratio_max, double (*next)(void *), void *arg,
                      pl_box_t *box);
+
+/* Tests: 1 makes pl_resample use its portable kernels even where AVX2 is available. */
+void pl__resample_force_portable(int on);
 
 /* In place RGBA -> RGB over n pixels, compositing on white. */
 void pl__rgba_to_rgb_white(uint8_t *px, size_t n);

@@ -1,7 +1,7 @@
-/* JPEG decoding through the libjpeg API of libjpeg-turbo: DCT-scaled (M/8) decoding of a crop window
- * (jpeg_crop_scanline + jpeg_skip_scanlines), CMYK/YCCK -> RGB as PIL converts it, and libjpeg's
- * corrupt-data warnings turned into errors. TurboJPEG 2.1 has neither crop decoding nor a way to
- * stop at the first warning, hence the lower-level API here. */
+/* JPEG decoding through the libjpeg API of libjpeg-turbo: DCT-scaled (M/8) decoding of a crop
+ * window (jpeg_crop_scanline + jpeg_skip_scanlines), CMYK/YCCK -> RGB as PIL converts it, and
+ * libjpeg's corrupt-data warnings turned into errors. TurboJPEG 2.1 has neither crop decoding nor a
+ * way to stop at the first warning, hence the lower-level API here. */
 #include <string.h>
 
 #include <jerror.h>

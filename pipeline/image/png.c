@@ -57,8 +57,8 @@ int pl__png_decode(pl_img_ctx_t *ctx, const uint8_t *data, size_t len, const pl_
         goto out;
     }
     if (need != (size_t)info->width * info->height * (alpha ? 4u : 3u)) {
-        rc = pl__fail(err, PL_IMG_R_BAD_HEADER, "png: decoder size %zu disagrees with header",
-                      need);
+        rc =
+            pl__fail(err, PL_IMG_R_BAD_HEADER, "png: decoder size %zu disagrees with header", need);
         goto out;
     }
     rc = pl__buf_reserve(&ctx->pix, need);

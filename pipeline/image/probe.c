@@ -219,8 +219,8 @@ static int probe_png(const uint8_t *d, size_t len, pl_img_info_t *info, pl_img_e
         return pl__fail(err, PL_IMG_R_BAD_HEADER, "png: IHDR says %ux%u", w, h);
     }
     if (!png_color_ok(ct, depth) || d[26] != 0 || d[27] != 0 || d[28] > 1) {
-        return pl__fail(err, PL_IMG_R_BAD_HEADER, "png: invalid IHDR (color type %u, depth %u)",
-                        ct, depth);
+        return pl__fail(err, PL_IMG_R_BAD_HEADER, "png: invalid IHDR (color type %u, depth %u)", ct,
+                        depth);
     }
     if (ct == 0 || ct == 4) {
         info->flags |= PL_IMG_F_GRAY;

@@ -59,8 +59,8 @@ static int ksize_of(const filter_t *f, float in0, float in1, uint32_t out_size)
 
 /* PIL's precompute_coeffs + normalize_coeffs_8bpc. bounds: 2 per output (xmin, count); kk: ksize
  * per output. tmp: ksize doubles. */
-static void precompute(const filter_t *f, uint32_t in_size, float in0, float in1,
-                       uint32_t out_size, int ksize, int32_t *bounds, int32_t *kk, double *tmp)
+static void precompute(const filter_t *f, uint32_t in_size, float in0, float in1, uint32_t out_size,
+                       int ksize, int32_t *bounds, int32_t *kk, double *tmp)
 {
     double scale = (double)(in1 - in0) / out_size;
     double filterscale = scale < 1.0 ? 1.0 : scale;
@@ -103,21 +103,47 @@ static void precompute(const filter_t *f, uint32_t in_size, float in0, float in1
     }
 }
 
-static inline uint8_t clip8(int32_t in)
+static inline uint8_t clamp8(int32_t v)
 {
-    if (in >= (1 << PRECISION_BITS << 8)) {
-        return 255;
-    }
-    if (in <= 0) {
-        return 0;
-    }
-    return (uint8_t)(in >> PRECISION_BITS);
+    v >>= PRECISION_BITS; /* equals PIL's clip8 for every int32 */
+    return (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
 }
 
-static void resample_h(uint8_t *out, size_t out_stride, uint32_t out_w, const uint8_t *in,
-                       size_t in_stride, uint32_t rows, int ksize, const int32_t *bounds,
-                       const int32_t *kk)
+/* Interleaves 8 rows (rows past `nr` repeat row 0) into blk: x-major, 24 bytes per column (8 rows x
+ * RGB), so that a horizontal tap becomes three 8-lane multiply-adds in the AVX2 kernel. Pixels move
+ * as 4-byte words: the extra byte lands in the slot written next (blk has 8 bytes of slack), and
+ * the last pixel of a row is read bytewise so that nothing past the row is read. */
+static void interleave8(uint8_t *blk, const uint8_t *in, size_t in_stride, uint32_t in_w,
+                        uint32_t nr)
 {
+    const uint8_t *rows[8];
+    for (uint32_t r = 0; r < 8; r++) {
+        rows[r] = in + (size_t)(r < nr ? r : 0) * in_stride;
+    }
+    uint8_t *d = blk;
+    for (uint32_t x = 0; x + 1 < in_w; x++) {
+        for (uint32_t r = 0; r < 8; r++) {
+            uint32_t v;
+            memcpy(&v, rows[r] + (size_t)x * 3u, 4);
+            memcpy(d + r * 3u, &v, 4);
+        }
+        d += 24;
+    }
+    for (uint32_t r = 0; r < 8; r++) {
+        const uint8_t *q = rows[r] + (size_t)(in_w - 1) * 3u;
+        d[r * 3u] = q[0];
+        d[r * 3u + 1] = q[1];
+        d[r * 3u + 2] = q[2];
+    }
+}
+
+/* Portable kernels: PIL's loops (integer sums are exact in any order). */
+static void resample_h_c(uint8_t *out, size_t out_stride, uint32_t out_w, const uint8_t *in,
+                         uint32_t in_w, size_t in_stride, uint32_t rows, int ksize,
+                         const int32_t *bounds, const int32_t *kk, uint8_t *blk)
+{
+    (void)in_w;
+    (void)blk;
     for (uint32_t yy = 0; yy < rows; yy++) {
         const uint8_t *row = in + (size_t)yy * in_stride;
         uint8_t *o = out + (size_t)yy * out_stride;
@@ -132,45 +158,199 @@ static void resample_h(uint8_t *out, size_t out_stride, uint32_t out_w, const ui
                 s2 += p[2] * k[x];
                 p += 3;
             }
-            o[0] = clip8(s0);
-            o[1] = clip8(s1);
-            o[2] = clip8(s2);
+            o[0] = clamp8(s0);
+            o[1] = clamp8(s1);
+            o[2] = clamp8(s2);
             o += 3;
         }
     }
 }
 
-/* Vertical pass, row-at-a-time: integer sums are exact, so accumulating a whole output row tap by
- * tap gives PIL's result while letting the compiler vectorise. acc: out_w*3 int32. */
-static void resample_v(uint8_t *out, uint32_t out_w, uint32_t out_h, const uint8_t *in,
-                       size_t in_stride, int ksize, const int32_t *bounds, const int32_t *kk,
-                       int32_t *acc)
+static void resample_v_c(uint8_t *out, uint32_t out_w, uint32_t out_h, const uint8_t *in,
+                         size_t in_stride, int ksize, const int32_t *bounds, const int32_t *kk)
 {
     size_t n = (size_t)out_w * 3u;
     for (uint32_t yy = 0; yy < out_h; yy++) {
         int32_t ymin = bounds[2 * yy], ymax = bounds[2 * yy + 1];
         const int32_t *k = kk + (size_t)yy * (size_t)ksize;
-        for (size_t i = 0; i < n; i++) {
-            acc[i] = 1 << (PRECISION_BITS - 1);
-        }
-        for (int32_t y = 0; y < ymax; y++) {
-            const uint8_t *row = in + (size_t)(ymin + y) * in_stride;
-            int32_t ky = k[y];
-            for (size_t i = 0; i < n; i++) {
-                acc[i] += row[i] * ky;
-            }
-        }
         uint8_t *o = out + (size_t)yy * n;
         for (size_t i = 0; i < n; i++) {
-            o[i] = clip8(acc[i]);
+            const uint8_t *p = in + (size_t)ymin * in_stride + i;
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int32_t y = 0; y < ymax; y++) {
+                acc += p[0] * k[y];
+                p += in_stride;
+            }
+            o[i] = clamp8(acc);
         }
     }
 }
 
-/* Scratch layout: [bounds_h][bounds_v][kk_h][kk_v][acc][tmp doubles][temp image]. */
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define PL__HAVE_AVX2_KERNELS 1
+
+#define PL__AVX2 __attribute__((target("avx2")))
+
+PL__AVX2 static inline __m256i ld8(const uint8_t *p)
+{
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)(const void *)p));
+}
+
+/* 8 int32 sums -> 8 bytes, with clamp8's semantics (shift, then saturate to 0..255). */
+PL__AVX2 static inline void st8(uint8_t *o, __m256i v)
+{
+    v = _mm256_srai_epi32(v, PRECISION_BITS);
+    __m256i w = _mm256_packus_epi32(v, v); /* per 128-bit lane: 4 x u16, twice */
+    w = _mm256_packus_epi16(w, w);         /* per lane: 4 bytes, four times */
+    uint32_t lo = (uint32_t)_mm_cvtsi128_si32(_mm256_castsi256_si128(w));
+    uint32_t hi = (uint32_t)_mm_cvtsi128_si32(_mm256_extracti128_si256(w, 1));
+    memcpy(o, &lo, 4);
+    memcpy(o + 4, &hi, 4);
+}
+
+PL__AVX2 static void resample_h_avx2(uint8_t *out, size_t out_stride, uint32_t out_w,
+                                     const uint8_t *in, uint32_t in_w, size_t in_stride,
+                                     uint32_t rows, int ksize, const int32_t *bounds,
+                                     const int32_t *kk, uint8_t *blk)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+    for (uint32_t y0 = 0; y0 < rows; y0 += 8) {
+        uint32_t nr = rows - y0 < 8 ? rows - y0 : 8;
+        interleave8(blk, in + (size_t)y0 * in_stride, in_stride, in_w, nr);
+        for (uint32_t xx = 0; xx < out_w; xx++) {
+            int32_t xmin = bounds[2 * xx], xmax = bounds[2 * xx + 1];
+            const int32_t *k = kk + (size_t)xx * (size_t)ksize;
+            __m256i a0 = half, a1 = half, a2 = half;
+            const uint8_t *p = blk + (size_t)xmin * 24u;
+            for (int32_t x = 0; x < xmax; x++) {
+                __m256i kv = _mm256_set1_epi32(k[x]);
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(ld8(p), kv));
+                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(ld8(p + 8), kv));
+                a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(ld8(p + 16), kv));
+                p += 24;
+            }
+            /* Pack the 24 sums to bytes with one 32-byte store, so the row copies below load
+             * from a single store (store-to-load forwarding; three 8-byte stores stalled). */
+            __m256i v01 = _mm256_packus_epi32(_mm256_srai_epi32(a0, PRECISION_BITS),
+                                              _mm256_srai_epi32(a1, PRECISION_BITS));
+            __m256i v22 = _mm256_srai_epi32(a2, PRECISION_BITS);
+            v22 = _mm256_packus_epi32(v22, v22);
+            __m256i b8 = _mm256_packus_epi16(v01, v22);
+            b8 = _mm256_permutevar8x32_epi32(b8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            uint8_t px[32];
+            _mm256_storeu_si256((__m256i *)(void *)px, b8);
+            uint8_t *o = out + (size_t)y0 * out_stride + (size_t)xx * 3u;
+            if (xx + 1 < out_w) {
+                /* 4-byte stores: the 4th byte is the next pixel's, written on the next xx. */
+                for (uint32_t r = 0; r < nr; r++) {
+                    memcpy(o + (size_t)r * out_stride, px + r * 3u, 4);
+                }
+            } else {
+                for (uint32_t r = 0; r < nr; r++) {
+                    memcpy(o + (size_t)r * out_stride, px + r * 3u, 3);
+                }
+            }
+        }
+    }
+}
+
+PL__AVX2 static void resample_v_avx2(uint8_t *out, uint32_t out_w, uint32_t out_h,
+                                     const uint8_t *in, size_t in_stride, int ksize,
+                                     const int32_t *bounds, const int32_t *kk)
+{
+    const __m256i half = _mm256_set1_epi32(1 << (PRECISION_BITS - 1));
+    size_t n = (size_t)out_w * 3u, n32 = n & ~(size_t)31u, n8 = n & ~(size_t)7u;
+    for (uint32_t yy = 0; yy < out_h; yy++) {
+        int32_t ymin = bounds[2 * yy], ymax = bounds[2 * yy + 1];
+        const int32_t *k = kk + (size_t)yy * (size_t)ksize;
+        const uint8_t *base = in + (size_t)ymin * in_stride;
+        uint8_t *o = out + (size_t)yy * n;
+        size_t i = 0;
+        for (; i < n32; i += 32) {
+            __m256i a0 = half, a1 = half, a2 = half, a3 = half;
+            const uint8_t *p = base + i;
+            for (int32_t y = 0; y < ymax; y++) {
+                __m256i kv = _mm256_set1_epi32(k[y]);
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(ld8(p), kv));
+                a1 = _mm256_add_epi32(a1, _mm256_mullo_epi32(ld8(p + 8), kv));
+                a2 = _mm256_add_epi32(a2, _mm256_mullo_epi32(ld8(p + 16), kv));
+                a3 = _mm256_add_epi32(a3, _mm256_mullo_epi32(ld8(p + 24), kv));
+                p += in_stride;
+            }
+            st8(o + i, a0);
+            st8(o + i + 8, a1);
+            st8(o + i + 16, a2);
+            st8(o + i + 24, a3);
+        }
+        for (; i < n8; i += 8) {
+            __m256i a0 = half;
+            const uint8_t *p = base + i;
+            for (int32_t y = 0; y < ymax; y++) {
+                a0 = _mm256_add_epi32(a0, _mm256_mullo_epi32(ld8(p), _mm256_set1_epi32(k[y])));
+                p += in_stride;
+            }
+            st8(o + i, a0);
+        }
+        for (; i < n; i++) {
+            const uint8_t *p = base + i;
+            int32_t acc = 1 << (PRECISION_BITS - 1);
+            for (int32_t y = 0; y < ymax; y++) {
+                acc += p[0] * k[y];
+                p += in_stride;
+            }
+            o[i] = clamp8(acc);
+        }
+    }
+}
+#endif
+
+/* Kernel choice: AVX2 where the CPU has it, unless a test forces the portable path. */
+static int force_portable = 0;
+
+void pl__resample_force_portable(int on)
+{
+    force_portable = on;
+}
+
+static int use_avx2(void)
+{
+#ifdef PL__HAVE_AVX2_KERNELS
+    return !force_portable && __builtin_cpu_supports("avx2");
+#else
+    return 0;
+#endif
+}
+
+static void resample_h(uint8_t *out, size_t out_stride, uint32_t out_w, const uint8_t *in,
+                       uint32_t in_w, size_t in_stride, uint32_t rows, int ksize,
+                       const int32_t *bounds, const int32_t *kk, uint8_t *blk)
+{
+#ifdef PL__HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        resample_h_avx2(out, out_stride, out_w, in, in_w, in_stride, rows, ksize, bounds, kk, blk);
+        return;
+    }
+#endif
+    resample_h_c(out, out_stride, out_w, in, in_w, in_stride, rows, ksize, bounds, kk, blk);
+}
+
+static void resample_v(uint8_t *out, uint32_t out_w, uint32_t out_h, const uint8_t *in,
+                       size_t in_stride, int ksize, const int32_t *bounds, const int32_t *kk)
+{
+#ifdef PL__HAVE_AVX2_KERNELS
+    if (use_avx2()) {
+        resample_v_avx2(out, out_w, out_h, in, in_stride, ksize, bounds, kk);
+        return;
+    }
+#endif
+    resample_v_c(out, out_w, out_h, in, in_stride, ksize, bounds, kk);
+}
+
+/* Scratch layout: [bounds_h][bounds_v][kk_h][kk_v][tmp doubles][8-row block][temp image]. */
 typedef struct layout_s {
     int ksize_h, ksize_v;
-    size_t off_bv, off_kh, off_kv, off_acc, off_tmp, off_img, total;
+    size_t off_bv, off_kh, off_kv, off_tmp, off_blk, off_img, total;
 } layout_t;
 
 static size_t align16(size_t n)
@@ -178,7 +358,7 @@ static size_t align16(size_t n)
     return (n + 15u) & ~(size_t)15u;
 }
 
-static void plan(uint32_t src_h, const float b[4], uint32_t out_w, uint32_t out_h,
+static void plan(uint32_t src_w, uint32_t src_h, const float b[4], uint32_t out_w, uint32_t out_h,
                  const filter_t *f, layout_t *l)
 {
     l->ksize_h = ksize_of(f, b[0], b[2], out_w);
@@ -191,10 +371,10 @@ static void plan(uint32_t src_h, const float b[4], uint32_t out_w, uint32_t out_
     off += align16((size_t)out_w * (size_t)l->ksize_h * sizeof(int32_t));
     l->off_kv = off;
     off += align16((size_t)out_h * (size_t)l->ksize_v * sizeof(int32_t));
-    l->off_acc = off;
-    off += align16((size_t)out_w * 3u * sizeof(int32_t));
     l->off_tmp = off;
     off += align16(kmax * sizeof(double));
+    l->off_blk = off;
+    off += align16((size_t)src_w * 24u + 8u);
     l->off_img = off;
     off += align16((size_t)out_w * src_h * 3u);
     l->total = off;
@@ -227,7 +407,7 @@ size_t pl_resample_scratch_size(uint32_t src_w, uint32_t src_h, const double box
     if (check_args(src_w, src_h, box, out_w, out_h, interp, b) < 0) {
         return 0;
     }
-    plan(src_h, b, out_w, out_h, &filters[interp], &l);
+    plan(src_w, src_h, b, out_w, out_h, &filters[interp], &l);
     return l.total;
 }
 
@@ -242,7 +422,7 @@ int pl_resample(const uint8_t *src, uint32_t src_w, uint32_t src_h, size_t src_s
         return rc;
     }
     const filter_t *f = &filters[interp];
-    plan(src_h, b, out_w, out_h, f, &l);
+    plan(src_w, src_h, b, out_w, out_h, f, &l);
     if (scratch == NULL || scratch_cap < l.total) {
         return CORE_ETOO_LARGE;
     }
@@ -251,8 +431,8 @@ int pl_resample(const uint8_t *src, uint32_t src_w, uint32_t src_h, size_t src_s
     int32_t *bv = (int32_t *)(void *)(s + l.off_bv);
     int32_t *kh = (int32_t *)(void *)(s + l.off_kh);
     int32_t *kv = (int32_t *)(void *)(s + l.off_kv);
-    int32_t *acc = (int32_t *)(void *)(s + l.off_acc);
     double *tmp = (double *)(void *)(s + l.off_tmp);
+    uint8_t *blk = s + l.off_blk;
     uint8_t *img = s + l.off_img;
 
     int need_h = out_w != src_w || b[0] != 0.0f || b[2] != (float)src_w;
@@ -267,13 +447,13 @@ int pl_resample(const uint8_t *src, uint32_t src_w, uint32_t src_h, size_t src_s
         for (uint32_t i = 0; i < out_h; i++) {
             bv[2 * i] -= yfirst;
         }
-        resample_h(img, row_bytes, out_w, src + (size_t)yfirst * src_stride, src_stride,
-                   (uint32_t)(ylast - yfirst), l.ksize_h, bh, kh);
-        resample_v(out, out_w, out_h, img, row_bytes, l.ksize_v, bv, kv, acc);
+        resample_h(img, row_bytes, out_w, src + (size_t)yfirst * src_stride, src_w, src_stride,
+                   (uint32_t)(ylast - yfirst), l.ksize_h, bh, kh, blk);
+        resample_v(out, out_w, out_h, img, row_bytes, l.ksize_v, bv, kv);
     } else if (need_h) {
-        resample_h(out, row_bytes, out_w, src, src_stride, src_h, l.ksize_h, bh, kh);
+        resample_h(out, row_bytes, out_w, src, src_w, src_stride, src_h, l.ksize_h, bh, kh, blk);
     } else if (need_v) {
-        resample_v(out, out_w, out_h, src, src_stride, l.ksize_v, bv, kv, acc);
+        resample_v(out, out_w, out_h, src, src_stride, l.ksize_v, bv, kv);
     } else {
         for (uint32_t y = 0; y < out_h; y++) {
             memcpy(out + (size_t)y * row_bytes, src + (size_t)y * src_stride, row_bytes);

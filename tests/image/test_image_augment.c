@@ -62,39 +62,46 @@ T_CASE(resample_matches_pil)
     uint32_t n;
     char *buf = open_golden("image_resample.bin", "SCRS", &r, &n);
     T_ASSERT(n >= 10);
-    for (uint32_t c = 0; c < n; c++) {
-        uint32_t sw = rd_u32(&r), sh = rd_u32(&r), ow = rd_u32(&r), oh = rd_u32(&r);
-        uint32_t interp = rd_u32(&r);
-        double box[4];
-        for (int i = 0; i < 4; i++) {
-            box[i] = rd_f64(&r);
+    const uint8_t *start = r.p;
+    /* Twice: the SIMD kernels (where the CPU has them), then the portable ones. */
+    for (int portable = 0; portable < 2; portable++) {
+        pl__resample_force_portable(portable);
+        r.p = start;
+        for (uint32_t c = 0; c < n; c++) {
+            uint32_t sw = rd_u32(&r), sh = rd_u32(&r), ow = rd_u32(&r), oh = rd_u32(&r);
+            uint32_t interp = rd_u32(&r);
+            double box[4];
+            for (int i = 0; i < 4; i++) {
+                box[i] = rd_f64(&r);
+            }
+            const uint8_t *src = rd_take(&r, (size_t)sw * sh * 3u);
+            const uint8_t *want = rd_take(&r, (size_t)ow * oh * 3u);
+            size_t ss = pl_resample_scratch_size(sw, sh, box, ow, oh, (int)interp);
+            T_ASSERT(ss > 0);
+            void *scratch = core_malloc(ss);
+            uint8_t *out = core_malloc((size_t)ow * oh * 3u);
+            T_ASSERT_OK(pl_resample(src, sw, sh, (size_t)sw * 3u, box, out, ow, oh, (int)interp,
+                                    scratch, ss));
+            size_t bad = 0;
+            int maxd = 0;
+            for (size_t i = 0; i < (size_t)ow * oh * 3u; i++) {
+                int d = abs((int)out[i] - (int)want[i]);
+                bad += d != 0;
+                maxd = d > maxd ? d : maxd;
+            }
+            if (bad != 0) {
+                T_FAIL("case %u (%ux%u -> %ux%u interp %u, portable %d): %zu values differ, max %d",
+                       c, sw, sh, ow, oh, interp, portable, bad, maxd);
+            }
+            /* Too little scratch is refused, not overrun. */
+            T_ASSERT_ERR(pl_resample(src, sw, sh, (size_t)sw * 3u, box, out, ow, oh, (int)interp,
+                                     scratch, ss - 1),
+                         CORE_ETOO_LARGE);
+            core_free(scratch);
+            core_free(out);
         }
-        const uint8_t *src = rd_take(&r, (size_t)sw * sh * 3u);
-        const uint8_t *want = rd_take(&r, (size_t)ow * oh * 3u);
-        size_t ss = pl_resample_scratch_size(sw, sh, box, ow, oh, (int)interp);
-        T_ASSERT(ss > 0);
-        void *scratch = core_malloc(ss);
-        uint8_t *out = core_malloc((size_t)ow * oh * 3u);
-        T_ASSERT_OK(pl_resample(src, sw, sh, (size_t)sw * 3u, box, out, ow, oh, (int)interp,
-                                scratch, ss));
-        size_t bad = 0;
-        int maxd = 0;
-        for (size_t i = 0; i < (size_t)ow * oh * 3u; i++) {
-            int d = abs((int)out[i] - (int)want[i]);
-            bad += d != 0;
-            maxd = d > maxd ? d : maxd;
-        }
-        if (bad != 0) {
-            T_FAIL("case %u (%ux%u -> %ux%u interp %u): %zu values differ, max %d", c, sw, sh, ow,
-                   oh, interp, bad, maxd);
-        }
-        /* Too little scratch is refused, not overrun. */
-        T_ASSERT_ERR(pl_resample(src, sw, sh, (size_t)sw * 3u, box, out, ow, oh, (int)interp,
-                                 scratch, ss - 1),
-                     CORE_ETOO_LARGE);
-        core_free(scratch);
-        core_free(out);
     }
+    pl__resample_force_portable(0);
     double bad_box[4] = {0, 0, 0, 5};
     uint8_t px[3] = {0}, o[3];
     T_ASSERT_EQ(pl_resample_scratch_size(1, 5, bad_box, 1, 1, 0), 0);
@@ -196,11 +203,12 @@ T_CASE(dct_scale_selection)
 {
     T_ASSERT_EQ(pl_jpeg_pick_scale(512, 512, 64, 64), 1);
     T_ASSERT_EQ(pl_jpeg_pick_scale(511, 512, 64, 64), 2);
-    T_ASSERT_EQ(pl_jpeg_pick_scale(512, 384, 64, 64), 2); /* 384/8 = 48 < 64 */
-    T_ASSERT_EQ(pl_jpeg_pick_scale(1024, 768, 224, 224), 3); /* 768*3/8 = 288 >= 224 */
+    T_ASSERT_EQ(pl_jpeg_pick_scale(512, 384, 64, 64), 2);    /* 384/8 = 48 < 64 */
+    T_ASSERT_EQ(pl_jpeg_pick_scale(1024, 768, 224, 224), 4); /* 3/8 would do; not a power of 2 */
     T_ASSERT_EQ(pl_jpeg_pick_scale(448, 448, 224, 224), 4);
     T_ASSERT_EQ(pl_jpeg_pick_scale(449, 449, 224, 224), 4);
-    T_ASSERT_EQ(pl_jpeg_pick_scale(447, 447, 224, 224), 5);
+    T_ASSERT_EQ(pl_jpeg_pick_scale(447, 447, 224, 224), 8);
+    T_ASSERT_EQ(pl_jpeg_pick_scale(1024, 1024, 224, 224), 2);
     T_ASSERT_EQ(pl_jpeg_pick_scale(224, 224, 224, 224), 8);
     T_ASSERT_EQ(pl_jpeg_pick_scale(100, 100, 224, 224), 8); /* upscale: full resolution */
 }
@@ -297,8 +305,8 @@ static double mean_abs_diff(const uint8_t *a, const uint8_t *b, size_t n)
 
 T_CASE(crop_decode_equals_full_decode)
 {
-    static const char *names[] = {"edge_03_progressive_jpeg.jpg", "edge_07_444_jpeg.jpg",
-                                  "edge_04_exif_rotated_jpeg.jpg", "edge_02_cmyk_jpeg.jpg",
+    static const char *names[] = {"edge_03_progressive_jpeg.jpg",    "edge_07_444_jpeg.jpg",
+                                  "edge_04_exif_rotated_jpeg.jpg",   "edge_02_cmyk_jpeg.jpg",
                                   "edge_11_rgba_webp_lossless.webp", "edge_09_palette_png.png",
                                   "edge_06_extreme_aspect_jpeg.jpg"};
     pl_img_ctx_t *ctx, *ref;
@@ -320,8 +328,8 @@ T_CASE(crop_decode_equals_full_decode)
             aug.interp = seed % 3 == 2 ? PL_INTERP_BILINEAR : PL_INTERP_BICUBIC;
             pl_aug_result_t res;
             pl_img_err_t err;
-            int rc = pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 64 * 64 * 3, &res,
-                                           &err);
+            int rc =
+                pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 64 * 64 * 3, &res, &err);
             if (rc != 0) {
                 T_FAIL("%s: %s", names[k], err.text);
             }
@@ -336,12 +344,11 @@ T_CASE(crop_decode_equals_full_decode)
             /* DCT-scaled decode: close to the full-resolution result. */
             core_rng_init(&rng, (uint64_t)seed, 1);
             aug.dct_scaling = 1;
-            T_ASSERT_OK(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 64 * 64 * 3, &res,
-                                              &err));
+            T_ASSERT_OK(
+                pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 64 * 64 * 3, &res, &err));
             mad = mean_abs_diff(out, want, 48 * 48 * 3);
             if (mad > 4.0) {
-                T_FAIL("%s seed %d dct %d/8: mean abs diff %.3f", names[k], seed, res.dct_num,
-                       mad);
+                T_FAIL("%s seed %d dct %d/8: mean abs diff %.3f", names[k], seed, res.dct_num, mad);
             }
         }
         core_free(tar);
@@ -367,8 +374,8 @@ T_CASE(dct_scale_used_for_small_output)
     core_rng_t rng;
     core_rng_init(&rng, 5, 0);
     for (int k = 0; k < 20; k++) {
-        T_ASSERT_OK(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, sizeof out, &res,
-                                          NULL));
+        T_ASSERT_OK(
+            pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, sizeof out, &res, NULL));
         int want = pl_jpeg_pick_scale((uint32_t)res.box.w, (uint32_t)res.box.h, 64, 64);
         T_ASSERT_EQ(res.dct_num, want);
         T_ASSERT(res.dct_num <= 2);
@@ -408,7 +415,8 @@ T_CASE(flip_mirrors_output)
             for (uint32_t x = 0; x < 40; x++) {
                 uint32_t sx = rb.flipped ? 39 - x : x;
                 for (int c = 0; c < 3; c++) {
-                    T_ASSERT_EQ(b[(y * 40 + x) * 3 + (uint32_t)c], a[(y * 40 + sx) * 3 + (uint32_t)c]);
+                    T_ASSERT_EQ(b[(y * 40 + x) * 3 + (uint32_t)c],
+                                a[(y * 40 + sx) * 3 + (uint32_t)c]);
                 }
             }
         }
@@ -420,11 +428,18 @@ T_CASE(flip_mirrors_output)
 
 T_CASE(every_edge_image_augments)
 {
-    static const char *names[] = {
-        "edge_01_grayscale_jpeg.jpg",   "edge_02_cmyk_jpeg.jpg",      "edge_03_progressive_jpeg.jpg",
-        "edge_04_exif_rotated_jpeg.jpg", "edge_05_1x1_jpeg.jpg",      "edge_06_extreme_aspect_jpeg.jpg",
-        "edge_07_444_jpeg.jpg",         "edge_08_rgba_png.png",       "edge_09_palette_png.png",
-        "edge_10_16bit_gray_png.png",   "edge_11_rgba_webp_lossless.webp", "edge_12_utf8_caption.jpg"};
+    static const char *names[] = {"edge_01_grayscale_jpeg.jpg",
+                                  "edge_02_cmyk_jpeg.jpg",
+                                  "edge_03_progressive_jpeg.jpg",
+                                  "edge_04_exif_rotated_jpeg.jpg",
+                                  "edge_05_1x1_jpeg.jpg",
+                                  "edge_06_extreme_aspect_jpeg.jpg",
+                                  "edge_07_444_jpeg.jpg",
+                                  "edge_08_rgba_png.png",
+                                  "edge_09_palette_png.png",
+                                  "edge_10_16bit_gray_png.png",
+                                  "edge_11_rgba_webp_lossless.webp",
+                                  "edge_12_utf8_caption.jpg"};
     pl_img_ctx_t *ctx;
     T_ASSERT_OK(pl_img_ctx_new(&ctx));
     uint8_t *out = core_malloc(224 * 224 * 3);
@@ -484,8 +499,7 @@ T_CASE(augment_errors)
     core_rng_t rng;
     core_rng_init(&rng, 1, 0);
     pl_img_err_t err;
-    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL,
-                                       &err),
+    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL, &err),
                  CORE_ETOO_LARGE);
     T_ASSERT_EQ(err.reason, PL_IMG_R_TOO_LARGE);
     T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 100, NULL, &err),
@@ -499,14 +513,12 @@ T_CASE(augment_errors)
     pl_aug_defaults(&aug);
     aug.ratio_min = 2.0;
     aug.ratio_max = 1.0;
-    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL,
-                                       &err),
+    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL, &err),
                  CORE_ECONFIG);
     core_free(tar);
     d = load_member("bad/bad.tar", "bad_11_garbage_image.jpg", &n, &tar);
     pl_aug_defaults(&aug);
-    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL,
-                                       &err),
+    T_ASSERT_ERR(pl_img_decode_augment(ctx, d, n, NULL, &aug, &rng, out, 224 * 224 * 3, NULL, &err),
                  CORE_EBAD_MAGIC);
     core_free(tar);
     core_free(out);

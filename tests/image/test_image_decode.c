@@ -19,7 +19,11 @@ typedef struct edge_s {
 static const edge_t edges[] = {
     {"edge_01_grayscale_jpeg.jpg", PL_IMG_JPEG, 64, 64, PL_IMG_F_GRAY, {203.89, 203.89, 203.89}},
     {"edge_02_cmyk_jpeg.jpg", PL_IMG_JPEG, 64, 64, PL_IMG_F_CMYK, {234.15, 204.38, 121.71}},
-    {"edge_03_progressive_jpeg.jpg", PL_IMG_JPEG, 640, 480, PL_IMG_F_PROGRESSIVE,
+    {"edge_03_progressive_jpeg.jpg",
+     PL_IMG_JPEG,
+     640,
+     480,
+     PL_IMG_F_PROGRESSIVE,
      {234.25, 204.44, 121.76}},
     /* EXIF orientation 6 is not applied (PIL parity): the stored 640x480 comes back. */
     {"edge_04_exif_rotated_jpeg.jpg", PL_IMG_JPEG, 640, 480, 0, {234.25, 204.44, 121.76}},
@@ -32,7 +36,11 @@ static const edge_t edges[] = {
      * 8-bit-range values (43..255) in 16-bit samples, so it is correctly near-black; PIL's
      * convert("RGB") clips instead and shows the values as if they were 8-bit. */
     {"edge_10_16bit_gray_png.png", PL_IMG_PNG, 64, 64, PL_IMG_F_16BIT | PL_IMG_F_GRAY, {0, 0, 0}},
-    {"edge_11_rgba_webp_lossless.webp", PL_IMG_WEBP, 64, 64, PL_IMG_F_ALPHA | PL_IMG_F_LOSSLESS,
+    {"edge_11_rgba_webp_lossless.webp",
+     PL_IMG_WEBP,
+     64,
+     64,
+     PL_IMG_F_ALPHA | PL_IMG_F_LOSSLESS,
      {234.28, 204.55, 121.95}},
     {"edge_12_utf8_caption.jpg", PL_IMG_JPEG, 64, 64, 0, {232.81, 204.21, 121.74}},
 };
@@ -100,8 +108,7 @@ T_CASE(decode_edge)
         for (int c = 0; c < 3; c++) {
             double m = sum[c] / (double)np;
             if (fabs(m - edges[i].mean[c]) > 1.5) {
-                T_FAIL("%s: channel %d mean %.2f, PIL %.2f", edges[i].name, c, m,
-                       edges[i].mean[c]);
+                T_FAIL("%s: channel %d mean %.2f, PIL %.2f", edges[i].name, c, m, edges[i].mean[c]);
             }
         }
         T_ASSERT_OK(pl_img_verify(ctx, d, n, NULL, &info, &err));
@@ -250,8 +257,8 @@ T_CASE(probe_synthetic_headers)
     static const uint8_t j2[] = {0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x08, 1, 2, 3, 4, 5, 6};
     expect_reason(j2, sizeof j2, CORE_ECORRUPT, PL_IMG_R_BAD_HEADER);
     /* JPEG: SOF0 8-bit, 3 components, 70000 is impossible (16 bits) -> 0x1234 x 0x2345. */
-    static const uint8_t j3[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 8,    0x23, 0x45, 0x12,
-                                 0x34, 3,    1,    0x22, 0,    2,    0x11, 1,    3,    0x11, 1};
+    static const uint8_t j3[] = {0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x11, 8, 0x23, 0x45, 0x12, 0x34,
+                                 3,    1,    0x22, 0,    2,    0x11, 1, 3,    0x11, 1};
     pl_img_info_t info;
     T_ASSERT_OK(pl_img_probe(j3, sizeof j3, NULL, &info, NULL));
     T_ASSERT_EQ(info.width, 0x1234);
@@ -275,9 +282,9 @@ T_CASE(probe_synthetic_headers)
     j4[8] = 0;
     expect_reason(j4, sizeof j4, CORE_ECORRUPT, PL_IMG_R_BAD_HEADER);
     /* PNG IHDR with a broken CRC. */
-    static const uint8_t p1[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I',
-                                   'H', 'D', 'R', 0, 0, 1, 0, 0, 0, 1, 0, 8, 2, 0, 0, 0,
-                                   1, 2, 3, 4};
+    static const uint8_t p1[33] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0,
+                                   13,   'I', 'H', 'D', 'R',  0,    0,    1,    0, 0, 0,
+                                   1,    0,   8,   2,   0,    0,    0,    1,    2, 3, 4};
     expect_reason(p1, sizeof p1, CORE_ECORRUPT, PL_IMG_R_BAD_HEADER);
     T_ASSERT_STR_EQ(pl_img_reason_name(PL_IMG_R_TRUNCATED), "truncated");
     T_ASSERT_STR_EQ(pl_img_reason_name(99), "?");

@@ -3,8 +3,8 @@
  *
  * Semantics follow torchvision on PIL images (spec/superclass.md 4.5):
  *   train: RandomResizedCrop(size, scale, ratio) with torchvision's get_params (10 tries, area
- *          H*W*U(scale), log-uniform ratio, w = round(sqrt(A*r)), h = round(sqrt(A/r)) with Python's
- *          round-half-even, offsets uniform; fallback centre crop with the ratio clamped), then
+ *          H*W*U(scale), log-uniform ratio, w = round(sqrt(A*r)), h = round(sqrt(A/r)) with
+ * Python's round-half-even, offsets uniform; fallback centre crop with the ratio clamped), then
  *          resize with PIL's antialiased bicubic (a = -0.5; support scaled by the downscale factor)
  *          or bilinear; then, if enabled, a horizontal flip with probability 0.5.
  *   eval:  resize the shorter side to S (the longer becomes int(S*long/short)), centre crop SxS at
@@ -17,8 +17,8 @@
  * Speed: only what the crop needs is decoded. JPEG: libjpeg DCT scaling by M/8 with the smallest M
  * that keeps the crop at least the output size, plus crop-window decoding (jpeg_crop_scanline,
  * jpeg_skip_scanlines). WebP: libwebp's cropped decoding. PNG: full decode, then crop. When a DCT
- * scale below 1 is used, the result differs from PIL's (which resamples the full-resolution crop) by
- * the DCT's own low-pass; PIL's draft() mode makes the same trade. */
+ * scale below 1 is used, the result differs from PIL's (which resamples the full-resolution crop)
+ * by the DCT's own low-pass; PIL's draft() mode makes the same trade. */
 #ifndef PIPELINE_AUGMENT_H
 #define PIPELINE_AUGMENT_H
 
@@ -34,8 +34,8 @@ typedef enum {
 } pl_interp_t;
 
 typedef struct pl_aug_s {
-    uint32_t out_w, out_h; /* output size; eval mode requires out_w == out_h */
-    int train;             /* 1 RandomResizedCrop, 0 eval (shorter side + centre crop) */
+    uint32_t out_w, out_h;       /* output size; eval mode requires out_w == out_h */
+    int train;                   /* 1 RandomResizedCrop, 0 eval (shorter side + centre crop) */
     double scale_min, scale_max; /* RandomResizedCrop scale, 0 < min <= max <= 1 */
     double ratio_min, ratio_max; /* aspect ratio w/h range, 0 < min <= max */
     int flip;                    /* 1: horizontal flip with p = 0.5 (train only) */
@@ -64,9 +64,10 @@ int pl_rrc_box(uint32_t width, uint32_t height, double scale_min, double scale_m
  * shorter side to `size` and centre-cropping size x size selects. */
 void pl_eval_box(uint32_t width, uint32_t height, uint32_t size, double box[4]);
 
-/* libjpeg DCT scale numerator M (1..8, scale M/8) for decoding a crop of crop_w x crop_h to an
- * output of out_w x out_h: the smallest M with crop*M/8 >= out in both dimensions
- * (8 when the crop is smaller than the output). */
+/* libjpeg DCT scale numerator M (scale M/8) for decoding a crop of crop_w x crop_h to an output of
+ * out_w x out_h: the smallest M in {1, 2, 4, 8} with crop*M/8 >= out in both dimensions (8 when
+ * the crop is smaller than the output). Only the power-of-two scales have SIMD IDCTs in
+ * libjpeg-turbo; the others are slower than decoding at full size. */
 int pl_jpeg_pick_scale(uint32_t crop_w, uint32_t crop_h, uint32_t out_w, uint32_t out_h);
 
 /* What one decode_augment call did (for tests, stats and debugging). */

@@ -27,9 +27,9 @@
  *
  * Errors: every function returns 0 or a negative core code. When it fails on the input bytes it
  * also fills the optional pl_img_err_t with a stable reason code (for counting rejects) and a
- * human-readable text. Codes: CORE_ECORRUPT (empty, truncated, corrupt, bad header), CORE_EBAD_MAGIC
- * (unknown format), CORE_ETOO_LARGE (limits), CORE_EUNSUPPORTED (a valid file this build cannot
- * decode, e.g. animated WebP, 12-bit JPEG), CORE_ERR(ENOMEM). */
+ * human-readable text. Codes: CORE_ECORRUPT (empty, truncated, corrupt, bad header),
+ * CORE_EBAD_MAGIC (unknown format), CORE_ETOO_LARGE (limits), CORE_EUNSUPPORTED (a valid file this
+ * build cannot decode, e.g. animated WebP, 12-bit JPEG), CORE_ERR(ENOMEM). */
 #ifndef PIPELINE_IMAGE_H
 #define PIPELINE_IMAGE_H
 
@@ -49,14 +49,14 @@ typedef enum {
  * the reject-counter key ("image_" + short name is a good prefix). */
 #define PL_IMG_REASON_MAP(X)                                                                       \
     X(NONE, "ok", 0)                                                                               \
-    X(EMPTY, "empty", CORE_ECORRUPT)                   /* 0 bytes */                               \
-    X(UNKNOWN_FORMAT, "unknown_format", CORE_EBAD_MAGIC) /* no JPEG/PNG/WebP magic */              \
+    X(EMPTY, "empty", CORE_ECORRUPT)                       /* 0 bytes */                           \
+    X(UNKNOWN_FORMAT, "unknown_format", CORE_EBAD_MAGIC)   /* no JPEG/PNG/WebP magic */            \
     X(TRUNCATED_HEADER, "truncated_header", CORE_ECORRUPT) /* magic ok, header cut short */        \
-    X(BAD_HEADER, "bad_header", CORE_ECORRUPT)         /* header fields invalid */                 \
-    X(TOO_LARGE, "too_large", CORE_ETOO_LARGE)         /* over pl_img_limits_t */                  \
-    X(TRUNCATED, "truncated", CORE_ECORRUPT)           /* pixel data ends early */                 \
-    X(CORRUPT, "corrupt", CORE_ECORRUPT)               /* decoder error / corrupt-data warning */  \
-    X(UNSUPPORTED, "unsupported", CORE_EUNSUPPORTED)   /* valid but not decodable here */          \
+    X(BAD_HEADER, "bad_header", CORE_ECORRUPT)             /* header fields invalid */             \
+    X(TOO_LARGE, "too_large", CORE_ETOO_LARGE)             /* over pl_img_limits_t */              \
+    X(TRUNCATED, "truncated", CORE_ECORRUPT)               /* pixel data ends early */             \
+    X(CORRUPT, "corrupt", CORE_ECORRUPT)             /* decoder error / corrupt-data warning */    \
+    X(UNSUPPORTED, "unsupported", CORE_EUNSUPPORTED) /* valid but not decodable here */            \
     X(NO_MEMORY, "no_memory", CORE_ERR(ENOMEM))
 
 typedef enum {
@@ -140,9 +140,9 @@ int pl_img_verify(pl_img_ctx_t *ctx, const uint8_t *data, size_t len, const pl_i
  * rounds to nearest, at least 1) with antialiased bicubic (PIL convention), and encodes a baseline
  * 4:2:0 JPEG at `quality` (1..100; 0 means 90). Then *out is a core_malloc'd buffer the caller owns
  * and frees with core_free, *out_len its size, and *out_info describes it. If the image is not
- * bigger than max_side, nothing is decoded beyond the probe, *out is NULL and *out_len 0 (the caller
- * keeps the original bytes). Errors: as pl_img_decode_rgb, CORE_ECONFIG for max_side 0 or a bad
- * quality, CORE_EUNSUPPORTED/ENOMEM from the encoder. */
+ * bigger than max_side, nothing is decoded beyond the probe, *out is NULL and *out_len 0 (the
+ * caller keeps the original bytes). Errors: as pl_img_decode_rgb, CORE_ECONFIG for max_side 0 or a
+ * bad quality, CORE_EUNSUPPORTED/ENOMEM from the encoder. */
 int pl_img_reencode_max_side(pl_img_ctx_t *ctx, const uint8_t *data, size_t len,
                              const pl_img_limits_t *lim, uint32_t max_side, int quality,
                              uint8_t **out, size_t *out_len, pl_img_info_t *out_info,
