@@ -1,0 +1,243 @@
+/* sc-datad integration: malformed frames of every kind close only the offending connection (after
+ * an ERROR frame naming the problem when possible) while another client keeps streaming. */
+#include <signal.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/crc32c.h"
+#include "pipeline/client.h"
+#include "proto/proto.h"
+#include "t.h"
+#include "t_datad.h"
+
+static const char *const digits[] = {"digits/digits-000000.tar"};
+
+/* Reads until the daemon closes; returns the ERROR frame's code (0 if the connection closed with
+ * no ERROR) and copies its param. Fails if the connection stays open for 5 s. */
+static int expect_close(int fd, char *param, size_t pcap)
+{
+    uint8_t buf[8192];
+    long n = td_read_until_eof(fd, buf, sizeof buf, 5000);
+    close(fd);
+    if (n < 0) {
+        T_FAIL("the daemon kept a bad connection open");
+    }
+    if (param != NULL) {
+        param[0] = '\0';
+    }
+    if (n == 0) {
+        return 0;
+    }
+    proto_frame_t f;
+    size_t used = 0;
+    T_ASSERT_OK(proto_frame_decode(buf, (size_t)n, 0, &f, &used));
+    if (f.type == PROTO_WELCOME) {
+        /* skip it: the error follows */
+        T_ASSERT_OK(proto_frame_decode(buf + used, (size_t)n - used, 0, &f, &used));
+    }
+    T_ASSERT_EQ(f.type, PROTO_ERROR);
+    proto_error_t e;
+    T_ASSERT_OK(proto_error_parse(&f, &e));
+    if (param != NULL) {
+        snprintf(param, pcap, "%s", e.param);
+    }
+    return e.code;
+}
+
+static void send_raw(int fd, const void *p, size_t n)
+{
+    T_ASSERT(send(fd, p, n, MSG_NOSIGNAL) == (ssize_t)n);
+}
+
+static size_t hello_bytes(uint8_t *buf, size_t cap, uint32_t batch)
+{
+    pl_client_opts_t o;
+    td_client_opts(&o, "", 0, 1, 8, 1);
+    o.hello.batch_size = batch;
+    o.hello.initial_credits = 1;
+    size_t n = 0;
+    T_ASSERT_OK(proto_hello_encode(buf, cap, &o.hello, &n));
+    return n;
+}
+
+static void reheader(uint8_t *hdr)
+{
+    proto_put_u32(hdr + 16, core_crc32c(0, hdr, 16));
+}
+
+static void keep_streaming(pl_client_t *c, int n)
+{
+    for (int i = 0; i < n; i++) {
+        proto_batch_t b;
+        T_ASSERT_OK(pl_client_next(c, &b));
+        T_ASSERT_EQ(b.n, 8);
+    }
+}
+
+T_CASE(datad_malformed_frames)
+{
+    td_daemon_t d;
+    td_init(&d, "frames");
+    td_store_build(d.store, digits, 1);
+    td_set(&d, "spool.enabled=false");
+    td_set(&d, "server.workers=2");
+    td_set(&d, "server.handshake_timeout_ms=1500");
+    td_start(&d);
+
+    pl_client_opts_t o;
+    td_client_opts(&o, d.sock, 0, 1, 8, 5);
+    o.reconnect_ms = 0; /* this client must never need a reconnect */
+    pl_client_t *good = NULL;
+    T_ASSERT_OK(pl_client_open(&o, &good));
+    keep_streaming(good, 2);
+
+    uint8_t buf[4096];
+    char param[80];
+    int bad = 0;
+
+    /* 1. bad magic */
+    int fd = td_connect(d.sock);
+    send_raw(fd, "XXXXgarbage-garbage-garbage", 27);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_EBAD_MAGIC);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 2. wrong version (valid header CRC) */
+    size_t n = hello_bytes(buf, sizeof buf, 8);
+    proto_put_u16(buf + 4, 2);
+    reheader(buf);
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_EBAD_VERSION);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 3. oversized length: refused from the header alone, nothing allocated, no wait */
+    n = hello_bytes(buf, sizeof buf, 8);
+    proto_put_u32(buf + 8, 1u << 30);
+    reheader(buf);
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, PROTO_HEADER_SIZE);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_ETOO_LARGE);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 4. truncated length: a HELLO whose length is shorter than its fixed part */
+    n = hello_bytes(buf, sizeof buf, 8);
+    T_ASSERT_OK(proto_frame_encode(buf + 2048, 2048, PROTO_HELLO, buf + PROTO_HEADER_SIZE, 10, &n));
+    fd = td_connect(d.sock);
+    send_raw(fd, buf + 2048, n);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_ECORRUPT);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 5. truncated frame: half a HELLO, then the client hangs up */
+    n = hello_bytes(buf, sizeof buf, 8);
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n / 2);
+    shutdown(fd, SHUT_WR);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), 0);
+    keep_streaming(good, 1);
+
+    /* 6. garbage */
+    uint32_t x = 12345;
+    for (size_t i = 0; i < sizeof buf; i++) {
+        x = x * 1103515245u + 12345u;
+        buf[i] = (uint8_t)(x >> 16);
+    }
+    buf[0] = 'S'; /* get past the first-byte check: the header CRC catches it */
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, sizeof buf);
+    int code = expect_close(fd, NULL, 0);
+    T_ASSERT(code == CORE_EBAD_MAGIC || code == CORE_ECORRUPT);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 7. bad payload CRC */
+    n = hello_bytes(buf, sizeof buf, 8);
+    buf[PROTO_HEADER_SIZE + 3] ^= 0x40;
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_ECORRUPT);
+    bad++;
+    keep_streaming(good, 1);
+
+    /* 8. a parameter out of range: ERROR names it */
+    n = hello_bytes(buf, sizeof buf, 0);
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n);
+    T_ASSERT_EQ(expect_close(fd, param, sizeof param), CORE_ECONFIG);
+    T_ASSERT_STR_EQ(param, "batch_size");
+    keep_streaming(good, 1);
+
+    /* 9. CREDIT before HELLO */
+    T_ASSERT_OK(proto_u32_encode(buf, sizeof buf, PROTO_CREDIT, 1, &n));
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_ESTATE);
+    keep_streaming(good, 1);
+
+    /* 10. a server-only frame type after the handshake */
+    n = hello_bytes(buf, sizeof buf, 8);
+    size_t m = 0;
+    uint8_t wbuf[256];
+    memset(wbuf, 0, sizeof wbuf);
+    T_ASSERT_OK(proto_frame_encode(buf + n, sizeof buf - n, PROTO_WELCOME, wbuf, 64, &m));
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, n + m);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_EUNSUPPORTED);
+    keep_streaming(good, 1);
+
+    /* 11. slow but valid: one byte every 5 ms completes the handshake */
+    n = hello_bytes(buf, sizeof buf, 8);
+    fd = td_connect(d.sock);
+    for (size_t i = 0; i < n; i++) {
+        send_raw(fd, buf + i, 1);
+        td_sleep_ms(5);
+    }
+    uint8_t rb[PROTO_HEADER_SIZE + PROTO_WELCOME_SIZE];
+    size_t got = 0;
+    while (got < sizeof rb) {
+        ssize_t r = recv(fd, rb + got, sizeof rb - got, 0);
+        T_ASSERT(r > 0);
+        got += (size_t)r;
+    }
+    proto_frame_t f;
+    T_ASSERT_OK(proto_frame_decode(rb, got, 0, &f, &m));
+    T_ASSERT_EQ(f.type, PROTO_WELCOME);
+    close(fd);
+    keep_streaming(good, 1);
+
+    /* 12. slow-loris: a partial frame, then nothing: the handshake timeout closes it */
+    fd = td_connect(d.sock);
+    send_raw(fd, buf, 7);
+    T_ASSERT_EQ(expect_close(fd, NULL, 0), CORE_ECLOSED);
+    keep_streaming(good, 1);
+
+    /* 13. control socket: an over-long line and junk close only that connection */
+    fd = td_connect(d.ctl);
+    memset(buf, 'a', sizeof buf);
+    send_raw(fd, buf, sizeof buf);
+    send_raw(fd, buf, sizeof buf);
+    send_raw(fd, buf, sizeof buf);
+    T_ASSERT(td_read_until_eof(fd, buf, sizeof buf, 5000) > 0);
+    close(fd);
+    char resp[8192];
+    T_ASSERT_OK(td_ctl(d.ctl, "{\"cmd\":\"nonsense\"}", resp, sizeof resp));
+    T_ASSERT(strstr(resp, "\"ok\":false") != NULL);
+    keep_streaming(good, 1);
+
+    /* The good client never reconnected; the daemon counted the bad frames. */
+    T_ASSERT_U64_EQ(pl_client_reconnects(good), 0);
+    T_ASSERT_OK(td_ctl(d.ctl, "{\"cmd\":\"status\"}", resp, sizeof resp));
+    char *p = strstr(resp, "\"bad_frames\":");
+    T_ASSERT(p != NULL);
+    T_ASSERT(atoi(p + 13) >= bad);
+    pl_client_close(good);
+    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+}
+
+T_MAIN()
