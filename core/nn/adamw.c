@@ -12,27 +12,53 @@ nn_adamw_cfg_t nn_adamw_defaults(void)
     return c;
 }
 
-NN__HOT void nn_adamw_update(float *p, float *m, float *v, const float *g, size_t n, float lr,
-                             float wd, float beta1, float beta2, float eps, int64_t t,
-                             float grad_scale)
+typedef struct {
+    float *p, *m, *v;
+    const float *g;
+    float step_size, bc2_sqrt, decay, beta1, beta2, ob1, ob2, eps, grad_scale;
+} adamw_job_t;
+
+NN__HOT static void adamw_range(void *ctx, int chunk, int lo, int hi)
 {
-    NN_ASSERT(t >= 1);
+    const adamw_job_t *j = ctx;
+    float *p = j->p, *m = j->m, *v = j->v;
+    const float *g = j->g;
+    (void)chunk;
+    for (int i = lo; i < hi; i++) {
+        float gi = g[i] * j->grad_scale;
+        float pi = p[i] * j->decay;
+        float mi = m[i] * j->beta1 + gi * j->ob1;
+        float vi = v[i] * j->beta2 + gi * gi * j->ob2;
+        float denom = sqrtf(vi) / j->bc2_sqrt + j->eps;
+        p[i] = pi - j->step_size * (mi / denom);
+        m[i] = mi;
+        v[i] = vi;
+    }
+}
+
+void nn_adamw_update(float *p, float *m, float *v, const float *g, size_t n, float lr, float wd,
+                     float beta1, float beta2, float eps, int64_t t, float grad_scale)
+{
+    NN_ASSERT(t >= 1 && p && m && v && g);
     /* torch computes the corrections in Python doubles and passes float scalars */
     double bc1 = 1.0 - pow((double)beta1, (double)t);
     double bc2 = 1.0 - pow((double)beta2, (double)t);
-    float step_size = (float)((double)lr / bc1);
-    float bc2_sqrt = (float)sqrt(bc2);
-    float decay = (float)(1.0 - (double)lr * (double)wd);
-    float ob1 = 1.0f - beta1, ob2 = 1.0f - beta2;
-    for (size_t i = 0; i < n; i++) {
-        float gi = g[i] * grad_scale;
-        float pi = p[i] * decay;
-        float mi = m[i] * beta1 + gi * ob1;
-        float vi = v[i] * beta2 + gi * gi * ob2;
-        float denom = sqrtf(vi) / bc2_sqrt + eps;
-        p[i] = pi - step_size * (mi / denom);
-        m[i] = mi;
-        v[i] = vi;
+    adamw_job_t j = {.step_size = (float)((double)lr / bc1),
+                     .bc2_sqrt = (float)sqrt(bc2),
+                     .decay = (float)(1.0 - (double)lr * (double)wd),
+                     .beta1 = beta1,
+                     .beta2 = beta2,
+                     .ob1 = 1.0f - beta1,
+                     .ob2 = 1.0f - beta2,
+                     .eps = eps,
+                     .grad_scale = grad_scale};
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        size_t len = n - off < ((size_t)1 << 30) ? n - off : (size_t)1 << 30;
+        j.p = p + off;
+        j.m = m + off;
+        j.v = v + off;
+        j.g = g + off;
+        nn__parallel_for((int)len, 32768, adamw_range, &j);
     }
 }
 

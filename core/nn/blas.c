@@ -12,6 +12,7 @@
 #include "core/err.h"
 #include "core/log.h"
 #include "core/rng.h"
+#include "internal.h"
 #include "nn/gemm.h"
 
 static int name_in(const char *name, const char *const *list)
@@ -43,8 +44,28 @@ int nn_blas_set_threads(int threads)
 {
     if (threads > 0) {
         openblas_set_num_threads(threads);
+        nn__pool_set_threads(threads);
     }
     return openblas_get_num_threads();
+}
+
+int nn_threads(void)
+{
+    return nn__pool_threads();
+}
+
+void nn__blas_single_thread(int on, int *saved)
+{
+    /* OpenBLAS's thread count is read per call, so a job whose threads each run small GEMMs
+     * (attention per head) turns its threading off for the duration */
+    if (on) {
+        *saved = openblas_get_num_threads();
+        if (*saved > 1) {
+            openblas_set_num_threads(1);
+        }
+    } else if (*saved > 1) {
+        openblas_set_num_threads(*saved);
+    }
 }
 
 static void fill(float *p, size_t n, core_rng_t *r)

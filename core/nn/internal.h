@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "nn/kernels.h"
+
 /* Kernel preconditions (shapes, NULL pointers): a violated one is a programmer error, so it
  * prints file:line and aborts, in every build type (ggml's GGML_ASSERT). */
 #define NN_ASSERT(cond)                                                                            \
@@ -21,7 +23,7 @@
  * same rounding as the scalar code (vectorising element-wise loops does not reorder sums). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&      \
     !defined(__SANITIZE_ADDRESS__)
-#define NN__HOT __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default")))
+#define NN__HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NN__HOT
 #endif
@@ -83,5 +85,29 @@ static inline float nn__erff(float x)
     big = x < 0.0f ? -big : big;
     return ax < 0.5f ? small : big;
 }
+
+/* Overwriting variants the model uses where a buffer is produced fresh (saves a memset and a
+ * pass per use; the public kernels keep the accumulate contract). */
+/* y[M,O] = r[M,O] + x[M,I] W[O,I]^T + b[O]: linear layer fused with its residual add. */
+void nn__linear_forward_residual(float *y, const float *r, const float *x, const float *w,
+                                 const float *b, int M, int In, int O);
+/* dx = dy * gelu'(x) (overwrites; dx may alias dy). */
+void nn__gelu_backward_set(float *dx, const float *dy, const float *x, size_t n);
+/* nn_attention_backward that overwrites dqkv instead of accumulating. */
+void nn__attention_backward_set(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                                const float *att, int B, int N, int D, int H);
+
+/* Fork-join over [0, n): fn(ctx, chunk, lo, hi) runs on up to nn__pool_threads() threads (the
+ * caller included), in chunks of at least min_per_chunk items; chunk < nn__pool_threads(), so it
+ * can index per-thread scratch. Returns when all chunks are done. One submitter at a time. */
+typedef void (*nn__task_fn)(void *ctx, int chunk, int lo, int hi);
+void nn__parallel_for(int n, int min_per_chunk, nn__task_fn fn, void *ctx);
+int nn__pool_threads(void);
+/* Called by nn_blas_set_threads. */
+void nn__pool_set_threads(int threads);
+#define NN__POOL_MAX NN_MAX_THREADS
+/* on = 1: remember OpenBLAS's thread count in *saved and set it to 1; on = 0: restore it. */
+void nn__blas_single_thread(int on, int *saved);
+
 
 #endif

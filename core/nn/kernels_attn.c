@@ -34,49 +34,99 @@ NN__HOT static void softmax_bwd_inplace(float *dp, const float *p, int N)
     }
 }
 
+typedef struct {
+    float *out, *att, *dqkv, *scratch;
+    const float *qkv, *dout, *patt;
+    int N, D, H;
+    float beta;
+} attn_job_t;
+
+/* one job item per (batch, head) pair; the GEMMs read q, k, v and write the output through
+ * strides (no copies) */
+static void attn_fwd_items(void *ctx, int chunk, int lo, int hi)
+{
+    const attn_job_t *j = ctx;
+    int N = j->N, D = j->D, H = j->H, hd = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    (void)chunk;
+    for (int it = lo; it < hi; it++) {
+        int b = it / H, h = it % H;
+        const float *q = j->qkv + (size_t)b * (size_t)N * (size_t)ld + (size_t)h * (size_t)hd;
+        const float *k = q + D, *v = q + 2 * D;
+        float *p = j->att + (size_t)it * (size_t)N * (size_t)N;
+        float *o = j->out + (size_t)b * (size_t)N * (size_t)D + (size_t)h * (size_t)hd;
+        nn_gemm(NN_NOTRANS, NN_TRANS, N, N, hd, scale, q, ld, k, ld, 0.0f, p, N);
+        nn_softmax_forward(p, p, N, N); /* inline inside a job */
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, N, hd, N, 1.0f, p, N, v, ld, 0.0f, o, D);
+    }
+}
+
+static void attn_bwd_items(void *ctx, int chunk, int lo, int hi)
+{
+    const attn_job_t *j = ctx;
+    int N = j->N, D = j->D, H = j->H, hd = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd), beta = j->beta;
+    float *scratch = j->scratch + (size_t)chunk * (size_t)N * (size_t)N;
+    for (int it = lo; it < hi; it++) {
+        int b = it / H, h = it % H;
+        size_t col = (size_t)h * (size_t)hd;
+        const float *q = j->qkv + (size_t)b * (size_t)N * (size_t)ld + col, *k = q + D, *v = q + 2 * D;
+        float *dq = j->dqkv + (size_t)b * (size_t)N * (size_t)ld + col, *dk = dq + D, *dv = dq + 2 * D;
+        const float *p = j->patt + (size_t)it * (size_t)N * (size_t)N;
+        const float *dout_bh = j->dout + (size_t)b * (size_t)N * (size_t)D + col;
+        /* dP = dO V^T; dV += P^T dO */
+        nn_gemm(NN_NOTRANS, NN_TRANS, N, N, hd, 1.0f, dout_bh, D, v, ld, 0.0f, scratch, N);
+        nn_gemm(NN_TRANS, NN_NOTRANS, N, hd, N, 1.0f, p, N, dout_bh, D, beta, dv, ld);
+        softmax_bwd_inplace(scratch, p, N);
+        /* S = scale Q K^T: dQ += scale dS K; dK += scale dS^T Q */
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, N, hd, N, scale, scratch, N, k, ld, beta, dq, ld);
+        nn_gemm(NN_TRANS, NN_NOTRANS, N, hd, N, scale, scratch, N, q, ld, beta, dk, ld);
+    }
+}
+
+/* The per-head GEMMs are tiny (65 x 65 x 64 for ViT-Ti/8 at 64 px): our threads take whole
+ * (batch, head) pairs and OpenBLAS runs single-threaded meanwhile, instead of OpenBLAS
+ * splitting each tiny GEMM. */
+static void attn_run(nn__task_fn fn, attn_job_t *j, int items)
+{
+    int saved = 1;
+    int par = nn__pool_threads() > 1;
+    if (par) {
+        nn__blas_single_thread(1, &saved);
+    }
+    nn__parallel_for(items, 1, fn, j);
+    if (par) {
+        nn__blas_single_thread(0, &saved);
+    }
+}
+
 void nn_attention_forward(float *out, float *att, const float *qkv, int B, int N, int D, int H)
 {
     NN_ASSERT(out && att && qkv && B >= 0 && N > 0 && H > 0 && D % H == 0);
-    int hd = D / H, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++) {
-        const float *base = qkv + (size_t)b * (size_t)N * (size_t)ld;
-        for (int h = 0; h < H; h++) {
-            const float *q = base + (size_t)h * (size_t)hd;
-            const float *k = q + D, *v = q + 2 * D;
-            float *p = att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)N * (size_t)N;
-            float *o = out + (size_t)b * (size_t)N * (size_t)D + (size_t)h * (size_t)hd;
-            nn_gemm(NN_NOTRANS, NN_TRANS, N, N, hd, scale, q, ld, k, ld, 0.0f, p, N);
-            nn_softmax_forward(p, p, N, N);
-            nn_gemm(NN_NOTRANS, NN_NOTRANS, N, hd, N, 1.0f, p, N, v, ld, 0.0f, o, D);
-        }
-    }
+    attn_job_t j = {.out = out, .att = att, .qkv = qkv, .N = N, .D = D, .H = H};
+    attn_run(attn_fwd_items, &j, B * H);
+}
+
+static void attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                               const float *att, int B, int N, int D, int H, float beta)
+{
+    NN_ASSERT(dqkv && scratch && dout && qkv && att && B >= 0 && N > 0 && H > 0 && D % H == 0);
+    attn_job_t j = {.dqkv = dqkv, .scratch = scratch, .dout = dout, .qkv = qkv, .patt = att,
+                    .N = N, .D = D, .H = H, .beta = beta};
+    attn_run(attn_bwd_items, &j, B * H);
 }
 
 void nn_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                            const float *att, int B, int N, int D, int H)
 {
-    NN_ASSERT(dqkv && scratch && dout && qkv && att && B >= 0 && N > 0 && H > 0 && D % H == 0);
-    int hd = D / H, ld = 3 * D;
-    float scale = 1.0f / sqrtf((float)hd);
-    for (int b = 0; b < B; b++) {
-        const float *base = qkv + (size_t)b * (size_t)N * (size_t)ld;
-        float *dbase = dqkv + (size_t)b * (size_t)N * (size_t)ld;
-        for (int h = 0; h < H; h++) {
-            size_t col = (size_t)h * (size_t)hd;
-            const float *q = base + col, *k = q + D, *v = q + 2 * D;
-            float *dq = dbase + col, *dk = dq + D, *dv = dq + 2 * D;
-            const float *p = att + ((size_t)b * (size_t)H + (size_t)h) * (size_t)N * (size_t)N;
-            const float *dout_bh = dout + (size_t)b * (size_t)N * (size_t)D + col;
-            /* dP = dO V^T; dV += P^T dO */
-            nn_gemm(NN_NOTRANS, NN_TRANS, N, N, hd, 1.0f, dout_bh, D, v, ld, 0.0f, scratch, N);
-            nn_gemm(NN_TRANS, NN_NOTRANS, N, hd, N, 1.0f, p, N, dout_bh, D, 1.0f, dv, ld);
-            softmax_bwd_inplace(scratch, p, N);
-            /* S = scale Q K^T: dQ += scale dS K; dK += scale dS^T Q */
-            nn_gemm(NN_NOTRANS, NN_NOTRANS, N, hd, N, scale, scratch, N, k, ld, 1.0f, dq, ld);
-            nn_gemm(NN_TRANS, NN_NOTRANS, N, hd, N, scale, scratch, N, q, ld, 1.0f, dk, ld);
-        }
-    }
+    attention_backward(dqkv, scratch, dout, qkv, att, B, N, D, H, 1.0f);
+}
+
+void nn__attention_backward_set(float *dqkv, float *scratch, const float *dout, const float *qkv,
+                                const float *att, int B, int N, int D, int H)
+{
+    /* every (b, h) block of dq, dk, dv is written by exactly one GEMM: beta = 0 overwrites */
+    attention_backward(dqkv, scratch, dout, qkv, att, B, N, D, H, 0.0f);
 }
 
 void nn_attention_forward_ref(float *out, float *att, const float *qkv, int B, int N, int D,

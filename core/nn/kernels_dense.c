@@ -24,6 +24,45 @@ void nn_linear_forward(float *y, const float *x, const float *w, const float *b,
     nn_gemm(NN_NOTRANS, NN_TRANS, M, O, I, 1.0f, x, I, w, I, beta, y, O);
 }
 
+typedef struct {
+    float *y;
+    const float *r, *b, *x;
+    int O, D;
+    float eps;
+    float *dw, *db;
+    const float *dy, *w, *mean, *rstd;
+    float *mean_out, *rstd_out;
+    size_t n;
+} rows_job_t;
+
+NN__HOT static void residual_bias_rows(void *ctx, int chunk, int lo, int hi)
+{
+    const rows_job_t *j = ctx;
+    (void)chunk;
+    int O = j->O;
+    for (int m = lo; m < hi; m++) {
+        const float *rr = j->r + (size_t)m * (size_t)O;
+        float *yr = j->y + (size_t)m * (size_t)O;
+        for (int o = 0; o < O; o++) {
+            yr[o] = rr[o] + j->b[o];
+        }
+    }
+}
+
+static void residual_bias(float *y, const float *r, const float *b, int M, int O)
+{
+    rows_job_t j = {.y = y, .r = r, .b = b, .O = O};
+    nn__parallel_for(M, 64, residual_bias_rows, &j);
+}
+
+void nn__linear_forward_residual(float *y, const float *r, const float *x, const float *w,
+                                 const float *b, int M, int I, int O)
+{
+    NN_ASSERT(y && r && x && w && b && M >= 0 && I > 0 && O > 0);
+    residual_bias(y, r, b, M, O);
+    nn_gemm(NN_NOTRANS, NN_TRANS, M, O, I, 1.0f, x, I, w, I, 1.0f, y, O);
+}
+
 void nn_linear_forward_ref(float *y, const float *x, const float *w, const float *b, int M, int I,
                            int O)
 {
@@ -39,14 +78,29 @@ void nn_linear_forward_ref(float *y, const float *x, const float *w, const float
     }
 }
 
-NN__HOT static void colsum_acc(float *db, const float *dy, int M, int O)
+typedef struct {
+    float *db;
+    const float *dy;
+    int M, O;
+} colsum_job_t;
+
+NN__HOT static void colsum_cols(void *ctx, int chunk, int lo, int hi)
 {
-    for (int m = 0; m < M; m++) {
-        const float *row = dy + (size_t)m * (size_t)O;
-        for (int o = 0; o < O; o++) {
-            db[o] += row[o];
+    const colsum_job_t *j = ctx;
+    (void)chunk;
+    for (int m = 0; m < j->M; m++) {
+        const float *row = j->dy + (size_t)m * (size_t)j->O;
+        for (int o = lo; o < hi; o++) {
+            j->db[o] += row[o];
         }
     }
+}
+
+/* db[o] += sum_m dy[m,o]; threads split the columns, so no reduction is needed */
+static void colsum_acc(float *db, const float *dy, int M, int O)
+{
+    colsum_job_t j = {db, dy, M, O};
+    nn__parallel_for(O, (int)(16384 / (M > 0 ? M : 1)) + 16, colsum_cols, &j);
 }
 
 void nn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
@@ -64,23 +118,61 @@ void nn_linear_backward(float *dx, float *dw, float *db, const float *dy, const 
 
 /* ---- GELU (exact erf form) ----------------------------------------------------------------- */
 
-NN__HOT void nn_gelu_forward(float *y, const float *x, size_t n)
-{
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = 0.5f * v * (1.0f + nn__erff(v * 0.70710678118654752f));
-    }
-}
+typedef struct {
+    float *y;
+    const float *x, *dy;
+    int mode; /* 0 forward, 1 backward accumulate, 2 backward overwrite */
+} gelu_job_t;
 
-NN__HOT void nn_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+NN__HOT static void gelu_range(void *ctx, int chunk, int lo, int hi)
 {
+    const gelu_job_t *j = ctx;
+    const float *x = j->x, *dy = j->dy;
+    float *y = j->y;
+    (void)chunk;
+    if (j->mode == 0) {
+        for (int i = lo; i < hi; i++) {
+            float v = x[i];
+            y[i] = 0.5f * v * (1.0f + nn__erff(v * 0.70710678118654752f));
+        }
+        return;
+    }
     /* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
-    for (size_t i = 0; i < n; i++) {
+    for (int i = lo; i < hi; i++) {
         float v = x[i];
         float cdf = 0.5f * (1.0f + nn__erff(v * 0.70710678118654752f));
         float pdf = 0.39894228040143268f * nn__expf(-0.5f * v * v);
-        dx[i] += dy[i] * (cdf + v * pdf);
+        float d = dy[i] * (cdf + v * pdf);
+        y[i] = j->mode == 1 ? y[i] + d : d;
     }
+}
+
+static void gelu_run(float *y, const float *x, const float *dy, size_t n, int mode)
+{
+    /* chunks of 2^30 keep int ranges; a model never gets near that per call */
+    for (size_t off = 0; off < n; off += (size_t)1 << 30) {
+        size_t len = n - off < ((size_t)1 << 30) ? n - off : (size_t)1 << 30;
+        gelu_job_t j = {y + off, x + off, dy ? dy + off : NULL, mode};
+        nn__parallel_for((int)len, 16384, gelu_range, &j);
+    }
+}
+
+void nn_gelu_forward(float *y, const float *x, size_t n)
+{
+    NN_ASSERT(y && x);
+    gelu_run(y, x, NULL, n, 0);
+}
+
+void nn_gelu_backward(float *dx, const float *dy, const float *x, size_t n)
+{
+    NN_ASSERT(dx && dy && x && dx != dy);
+    gelu_run(dx, x, dy, n, 1);
+}
+
+void nn__gelu_backward_set(float *dx, const float *dy, const float *x, size_t n)
+{
+    NN_ASSERT(dx && dy && x);
+    gelu_run(dx, x, dy, n, 2);
 }
 
 void nn_gelu_forward_ref(float *y, const float *x, size_t n)
@@ -152,20 +244,28 @@ static inline float row_max(const float *x, int n)
 
 /* ---- softmax --------------------------------------------------------------------------------- */
 
-NN__HOT void nn_softmax_forward(float *y, const float *x, int M, int N)
+typedef struct {
+    float *y;
+    const float *x;
+    int N;
+} softmax_job_t;
+
+NN__HOT static void softmax_rows(void *ctx, int chunk, int lo, int hi)
 {
-    NN_ASSERT(y && x && M >= 0 && N > 0);
-    for (int r = 0; r < M; r++) {
-        const float *xr = x + (size_t)r * (size_t)N;
-        float *yr = y + (size_t)r * (size_t)N;
+    const softmax_job_t *j = ctx;
+    int N = j->N;
+    (void)chunk;
+    for (int r = lo; r < hi; r++) {
+        const float *xr = j->x + (size_t)r * (size_t)N;
+        float *yr = j->y + (size_t)r * (size_t)N;
         float mx = row_max(xr, N);
         float acc[LANES] = {0};
         int i = 0;
         for (; i + LANES <= N; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                float e = nn__expf(xr[i + j] - mx);
-                yr[i + j] = e;
-                acc[j] += e;
+            for (int k = 0; k < LANES; k++) {
+                float e = nn__expf(xr[i + k] - mx);
+                yr[i + k] = e;
+                acc[k] += e;
             }
         }
         for (; i < N; i++) {
@@ -178,6 +278,13 @@ NN__HOT void nn_softmax_forward(float *y, const float *x, int M, int N)
             yr[i] *= inv;
         }
     }
+}
+
+void nn_softmax_forward(float *y, const float *x, int M, int N)
+{
+    NN_ASSERT(y && x && M >= 0 && N > 0);
+    softmax_job_t j = {y, x, N};
+    nn__parallel_for(M, 1 + 16384 / N, softmax_rows, &j);
 }
 
 void nn_softmax_forward_ref(float *y, const float *x, int M, int N)
@@ -222,18 +329,20 @@ NN__HOT void nn_softmax_backward(float *dx, const float *dy, const float *y, int
 
 /* ---- LayerNorm ------------------------------------------------------------------------------- */
 
-NN__HOT void nn_layernorm_forward(float *y, float *mean, float *rstd, const float *x,
-                                  const float *w, const float *b, int M, int D, float eps)
+NN__HOT static void ln_fwd_rows(void *ctx, int chunk, int lo, int hi)
 {
-    NN_ASSERT(y && mean && rstd && x && w && b && M >= 0 && D > 0);
-    for (int r = 0; r < M; r++) {
-        const float *xr = x + (size_t)r * (size_t)D;
-        float *yr = y + (size_t)r * (size_t)D;
+    const rows_job_t *j = ctx;
+    int D = j->D;
+    const float *w = j->w, *b = j->b;
+    (void)chunk;
+    for (int r = lo; r < hi; r++) {
+        const float *xr = j->x + (size_t)r * (size_t)D;
+        float *yr = j->y + (size_t)r * (size_t)D;
         float acc[LANES] = {0};
         int i = 0;
         for (; i + LANES <= D; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                acc[j] += xr[i + j];
+            for (int k = 0; k < LANES; k++) {
+                acc[k] += xr[i + k];
             }
         }
         for (; i < D; i++) {
@@ -243,42 +352,52 @@ NN__HOT void nn_layernorm_forward(float *y, float *mean, float *rstd, const floa
         /* second pass on centred values: no cancellation for large means */
         float acc2[LANES] = {0};
         for (i = 0; i + LANES <= D; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                float d = xr[i + j] - mu;
-                acc2[j] += d * d;
+            for (int k = 0; k < LANES; k++) {
+                float d = xr[i + k] - mu;
+                acc2[k] += d * d;
             }
         }
         for (; i < D; i++) {
             float d = xr[i] - mu;
             acc2[0] += d * d;
         }
-        float rs = 1.0f / sqrtf(lane_sum(acc2) / (float)D + eps);
+        float rs = 1.0f / sqrtf(lane_sum(acc2) / (float)D + j->eps);
         for (i = 0; i < D; i++) {
             yr[i] = (xr[i] - mu) * rs * w[i] + b[i];
         }
-        mean[r] = mu;
-        rstd[r] = rs;
+        j->mean_out[r] = mu;
+        j->rstd_out[r] = rs;
     }
 }
 
-NN__HOT void nn_layernorm_backward(float *dx, float *dw, float *db, const float *dy,
-                                   const float *x, const float *mean, const float *rstd,
-                                   const float *w, int M, int D)
+void nn_layernorm_forward(float *y, float *mean, float *rstd, const float *x, const float *w,
+                          const float *b, int M, int D, float eps)
 {
-    NN_ASSERT(dx && dy && x && mean && rstd && w && M >= 0 && D > 0);
-    for (int r = 0; r < M; r++) {
-        const float *xr = x + (size_t)r * (size_t)D, *gr = dy + (size_t)r * (size_t)D;
-        float *dr = dx + (size_t)r * (size_t)D;
-        float mu = mean[r], rs = rstd[r];
-        /* dxhat = dy * w; dx = rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+    NN_ASSERT(y && mean && rstd && x && w && b && M >= 0 && D > 0);
+    rows_job_t j = {.y = y, .x = x, .w = w, .b = b, .D = D, .eps = eps, .mean_out = mean,
+                    .rstd_out = rstd};
+    nn__parallel_for(M, 1 + 8192 / D, ln_fwd_rows, &j);
+}
+
+/* dx rows: dxhat = dy * w; dx += rstd * (dxhat - mean(dxhat) - xhat * mean(dxhat * xhat)) */
+NN__HOT static void ln_bwd_rows(void *ctx, int chunk, int lo, int hi)
+{
+    const rows_job_t *j = ctx;
+    int D = j->D;
+    const float *w = j->w;
+    (void)chunk;
+    for (int r = lo; r < hi; r++) {
+        const float *xr = j->x + (size_t)r * (size_t)D, *gr = j->dy + (size_t)r * (size_t)D;
+        float *dr = j->y + (size_t)r * (size_t)D;
+        float mu = j->mean[r], rs = j->rstd[r];
         float a1[LANES] = {0}, a2[LANES] = {0};
         int i = 0;
         for (; i + LANES <= D; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                float xh = (xr[i + j] - mu) * rs;
-                float g = gr[i + j] * w[i + j];
-                a1[j] += g;
-                a2[j] += g * xh;
+            for (int k = 0; k < LANES; k++) {
+                float xh = (xr[i + k] - mu) * rs;
+                float g = gr[i + k] * w[i + k];
+                a1[k] += g;
+                a2[k] += g * xh;
             }
         }
         for (; i < D; i++) {
@@ -292,16 +411,40 @@ NN__HOT void nn_layernorm_backward(float *dx, float *dw, float *db, const float 
             float xh = (xr[i] - mu) * rs;
             dr[i] += rs * (gr[i] * w[i] - m1 - xh * m2);
         }
-        if (dw) {
-            for (i = 0; i < D; i++) {
-                dw[i] += gr[i] * (xr[i] - mu) * rs;
+    }
+}
+
+/* dw, db columns: threads split the features, each sums over all rows (no reduction step) */
+NN__HOT static void ln_bwd_cols(void *ctx, int chunk, int lo, int hi)
+{
+    const rows_job_t *j = ctx;
+    int D = j->D;
+    (void)chunk;
+    for (size_t r = 0; r < j->n; r++) {
+        const float *xr = j->x + r * (size_t)D, *gr = j->dy + r * (size_t)D;
+        float mu = j->mean[r], rs = j->rstd[r];
+        if (j->dw) {
+            for (int i = lo; i < hi; i++) {
+                j->dw[i] += gr[i] * (xr[i] - mu) * rs;
             }
         }
-        if (db) {
-            for (i = 0; i < D; i++) {
-                db[i] += gr[i];
+        if (j->db) {
+            for (int i = lo; i < hi; i++) {
+                j->db[i] += gr[i];
             }
         }
+    }
+}
+
+void nn_layernorm_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
+                           const float *mean, const float *rstd, const float *w, int M, int D)
+{
+    NN_ASSERT(dx && dy && x && mean && rstd && w && M >= 0 && D > 0);
+    rows_job_t j = {.y = dx, .x = x, .w = w, .dy = dy, .D = D, .mean = mean, .rstd = rstd,
+                    .dw = dw, .db = db, .n = (size_t)M};
+    nn__parallel_for(M, 1 + 8192 / D, ln_bwd_rows, &j);
+    if (dw || db) {
+        nn__parallel_for(D, 16, ln_bwd_cols, &j);
     }
 }
 
@@ -367,31 +510,50 @@ NN__HOT static void row_softmax_grad(float *d, const float *z, float lse, float 
     }
 }
 
-void nn_soft_xent_sparse(float *loss, float *dlogits, const float *logits, const uint32_t *off,
-                         const uint32_t *ids, const float *tw, int B, int V, float scale)
+typedef struct {
+    float *loss, *dlogits;
+    const float *logits, *tw;
+    const uint32_t *off, *ids;
+    int V;
+    float scale;
+} xent_job_t;
+
+static void xent_rows(void *ctx, int chunk, int lo, int hi)
 {
-    NN_ASSERT(logits && off && (ids || off[B] == 0) && B >= 0 && V > 0);
-    for (int i = 0; i < B; i++) {
-        const float *z = logits + (size_t)i * (size_t)V;
+    const xent_job_t *j = ctx;
+    const uint32_t *off = j->off, *ids = j->ids;
+    const float *tw = j->tw;
+    int V = j->V;
+    (void)chunk;
+    for (int i = lo; i < hi; i++) {
+        const float *z = j->logits + (size_t)i * (size_t)V;
         float lse = row_lse(z, V);
         /* loss_i = sum_c t_c (lse - z_c); only the target's nonzeros contribute */
         double tsum = 0.0, l = 0.0;
-        for (uint32_t j = off[i]; j < off[i + 1]; j++) {
-            NN_ASSERT(ids[j] < (uint32_t)V);
-            tsum += tw[j];
-            l += (double)tw[j] * ((double)lse - (double)z[ids[j]]);
+        for (uint32_t k = off[i]; k < off[i + 1]; k++) {
+            NN_ASSERT(ids[k] < (uint32_t)V);
+            tsum += tw[k];
+            l += (double)tw[k] * ((double)lse - (double)z[ids[k]]);
         }
-        if (loss) {
-            loss[i] = (float)l;
+        if (j->loss) {
+            j->loss[i] = (float)l;
         }
-        if (dlogits) {
-            float *d = dlogits + (size_t)i * (size_t)V;
-            row_softmax_grad(d, z, lse, scale * (float)tsum, V);
-            for (uint32_t j = off[i]; j < off[i + 1]; j++) {
-                d[ids[j]] -= scale * tw[j];
+        if (j->dlogits) {
+            float *d = j->dlogits + (size_t)i * (size_t)V;
+            row_softmax_grad(d, z, lse, j->scale * (float)tsum, V);
+            for (uint32_t k = off[i]; k < off[i + 1]; k++) {
+                d[ids[k]] -= j->scale * tw[k];
             }
         }
     }
+}
+
+void nn_soft_xent_sparse(float *loss, float *dlogits, const float *logits, const uint32_t *off,
+                         const uint32_t *ids, const float *tw, int B, int V, float scale)
+{
+    NN_ASSERT(logits && off && (ids || off[B] == off[0]) && B >= 0 && V > 0);
+    xent_job_t j = {loss, dlogits, logits, tw, off, ids, V, scale};
+    nn__parallel_for(B, 1, xent_rows, &j);
 }
 
 void nn_soft_xent_dense_ref(float *loss, float *dlogits, const float *logits,

@@ -67,17 +67,15 @@ void nn_sc_loss(float *loss_out, float *dlogits, const float *logits, const uint
             tw[j] = tw[j] / den;
         }
     }
-    /* 4.-5. cross-entropy, mean over the batch, gradient scaled by 1/B */
+    /* 4.-5. cross-entropy rows (in parallel), mean over the batch, gradient scaled by 1/B */
     if (dlogits) {
         memset(dlogits, 0, sizeof(float) * (size_t)B * (size_t)V);
     }
+    float *row_loss = tw + nnz;
+    nn_soft_xent_sparse(row_loss, dlogits, logits, off, ids, tw, B, V, 1.0f / (float)B);
     double total = 0.0;
-    float scale = 1.0f / (float)B;
     for (int i = 0; i < B; i++) {
-        float li;
-        nn_soft_xent_sparse(&li, dlogits ? dlogits + (size_t)i * (size_t)V : NULL,
-                            logits + (size_t)i * (size_t)V, off + i, ids, tw, 1, V, scale);
-        total += li;
+        total += row_loss[i];
     }
     *loss_out = (float)(total / (double)B);
 }

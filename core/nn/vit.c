@@ -15,6 +15,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "internal.h"
+#include "nn/gemm.h"
 #include "nn/kernels.h"
 #include "nn/loss.h"
 
@@ -112,7 +113,7 @@ struct nn_vit_s {
     float *lnp, *lnp_mean, *lnp_rstd, *pooled, *hln, *hln_mean, *hln_rstd, *logits;
     /* activation gradients (reused across layers) */
     float *dacts;
-    float *dres, *dtmp, *dqkv, *datty, *dfcg, *dfch, *datt_scratch, *dpooled, *dhln, *dlogits;
+    float *dres, *dtmp, *dqkv, *datty, *dfcg, *datt_scratch, *dpooled, *dhln, *dlogits;
     /* loss scratch */
     uint32_t *counts;
     float *tw;
@@ -257,8 +258,7 @@ static size_t layout_dacts(nn_vit_t *m, float **base)
     TAKE(m->dqkv, B * N * 3 * D);
     TAKE(m->datty, B * N * D);
     TAKE(m->dfcg, B * N * F);
-    TAKE(m->dfch, B * N * F);
-    TAKE(m->datt_scratch, N * N);
+    TAKE(m->datt_scratch, (size_t)NN_MAX_THREADS * N * N);
     TAKE(m->dpooled, B * D);
     TAKE(m->dhln, B * D);
     TAKE(m->dlogits, B * V);
@@ -400,8 +400,9 @@ int nn_vit_new(const nn_vit_cfg_t *cfg, nn_vit_t **out)
     m->names = core_malloc(m->ntensors * 64);
     m->cap_fq = core_calloc((size_t)cfg->vocab, sizeof(double));
     m->counts = core_calloc((size_t)cfg->vocab, sizeof(uint32_t));
-    m->tw_cap = (size_t)cfg->batch * 128; /* grows? no: labels beyond this are rejected */
-    m->tw = core_malloc(m->tw_cap * sizeof(float));
+    /* 128 label ids per sample (a 77-token row has at most 77 distinct ids), plus B losses */
+    m->tw_cap = (size_t)cfg->batch * 128;
+    m->tw = core_malloc((m->tw_cap + (size_t)cfg->batch) * sizeof(float));
     if (!m->bp || !m->bg || !m->layers || !m->tensors || !m->names || !m->cap_fq ||
         !m->counts || !m->tw) {
         nn_vit_free(m);
@@ -562,8 +563,7 @@ void nn_vit_forward(nn_vit_t *m, const float *images)
     const nn_vit_cfg_t *c = &m->cfg;
     int B = c->batch, N = m->N, D = c->width, F = c->mlp_hidden, H = c->heads, V = c->vocab;
     int G2 = m->G * m->G, BN = B * N;
-    size_t BND = (size_t)BN * (size_t)D;
-    NN_ASSERT(images);
+        NN_ASSERT(images);
 
     nn_patch_embed_forward(m->emb, m->patches, images, m->gp.conv1_w, B, 3, c->image_size, c->patch,
                            D);
@@ -584,14 +584,12 @@ void nn_vit_forward(nn_vit_t *m, const float *images)
                              LN_EPS);
         nn_linear_forward(a->qkv, a->ln1, w->in_w, w->in_b, BN, D, 3 * D);
         nn_attention_forward(a->atty, a->att, a->qkv, B, N, D, H);
-        nn_linear_forward(a->res_mid, a->atty, w->out_w, w->out_b, BN, D, D);
-        nn_add_forward(a->res_mid, a->res_mid, x, BND);
+        nn__linear_forward_residual(a->res_mid, x, a->atty, w->out_w, w->out_b, BN, D, D);
         nn_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res_mid, w->ln2_w, w->ln2_b, BN,
                              D, LN_EPS);
         nn_linear_forward(a->fch, a->ln2, w->fc_w, w->fc_b, BN, D, F);
         nn_gelu_forward(a->fcg, a->fch, (size_t)BN * (size_t)F);
-        nn_linear_forward(a->res_out, a->fcg, w->proj_w, w->proj_b, BN, F, D);
-        nn_add_forward(a->res_out, a->res_out, a->res_mid, BND);
+        nn__linear_forward_residual(a->res_out, a->res_mid, a->fcg, w->proj_w, w->proj_b, BN, F, D);
         x = a->res_out;
     }
     nn_layernorm_forward(m->lnp, m->lnp_mean, m->lnp_rstd, x, m->gp.ln_post_w, m->gp.ln_post_b,
@@ -665,8 +663,9 @@ void nn_vit_backward(nn_vit_t *m)
     m->grads_zeroed = 0;
 
     /* head: logits = hln W^T + b; hln = LN(pooled); pooled = mean_{n>=1} lnp */
-    zero(m->dhln, (size_t)B * (size_t)D);
-    nn_linear_backward(m->dhln, m->gg.head_w, m->gg.head_b, m->dlogits, m->hln, m->gp.head_w, B, D,
+    nn_gemm(NN_NOTRANS, NN_NOTRANS, B, D, V, 1.0f, m->dlogits, V, m->gp.head_w, D, 0.0f, m->dhln,
+            D);
+    nn_linear_backward(NULL, m->gg.head_w, m->gg.head_b, m->dlogits, m->hln, m->gp.head_w, B, D,
                        V);
     zero(m->dpooled, (size_t)B * (size_t)D);
     nn_layernorm_backward(m->dpooled, m->gg.ln_mlp_w, m->gg.ln_mlp_b, m->dhln, m->pooled,
@@ -684,22 +683,22 @@ void nn_vit_backward(nn_vit_t *m)
         const vit_block_t *w = &m->bp[l];
         vit_block_t *g = &m->bg[l];
         const float *xin = l > 0 ? m->layers[l - 1].res_out : m->res0;
-        /* MLP branch: res_out = res_mid + c_proj(gelu(c_fc(ln_2(res_mid)))) */
-        zero(m->dfcg, (size_t)BN * (size_t)F);
-        nn_linear_backward(m->dfcg, g->proj_w, g->proj_b, m->dres, a->fcg, w->proj_w, BN, F, D);
-        zero(m->dfch, (size_t)BN * (size_t)F);
-        nn_gelu_backward(m->dfch, m->dfcg, a->fch, (size_t)BN * (size_t)F);
-        zero(m->dtmp, BND);
-        nn_linear_backward(m->dtmp, g->fc_w, g->fc_b, m->dfch, a->ln2, w->fc_w, BN, D, F);
+        /* MLP branch: res_out = res_mid + c_proj(gelu(c_fc(ln_2(res_mid)))). Fresh buffers are
+         * written by beta = 0 GEMMs (no memset); weight gradients accumulate. */
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, BN, F, D, 1.0f, m->dres, D, w->proj_w, F, 0.0f, m->dfcg, F);
+        nn_linear_backward(NULL, g->proj_w, g->proj_b, m->dres, a->fcg, w->proj_w, BN, F, D);
+        nn__gelu_backward_set(m->dfcg, m->dfcg, a->fch, (size_t)BN * (size_t)F);
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, BN, D, F, 1.0f, m->dfcg, F, w->fc_w, D, 0.0f, m->dtmp, D);
+        nn_linear_backward(NULL, g->fc_w, g->fc_b, m->dfcg, a->ln2, w->fc_w, BN, D, F);
         nn_layernorm_backward(m->dres, g->ln2_w, g->ln2_b, m->dtmp, a->res_mid, a->ln2_mean,
                               a->ln2_rstd, w->ln2_w, BN, D);
         /* attention branch: res_mid = x + out_proj(attn(in_proj(ln_1(x)))) */
-        zero(m->datty, BND);
-        nn_linear_backward(m->datty, g->out_w, g->out_b, m->dres, a->atty, w->out_w, BN, D, D);
-        zero(m->dqkv, BND * 3);
-        nn_attention_backward(m->dqkv, m->datt_scratch, m->datty, a->qkv, a->att, B, N, D, H);
-        zero(m->dtmp, BND);
-        nn_linear_backward(m->dtmp, g->in_w, g->in_b, m->dqkv, a->ln1, w->in_w, BN, D, 3 * D);
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, BN, D, D, 1.0f, m->dres, D, w->out_w, D, 0.0f, m->datty, D);
+        nn_linear_backward(NULL, g->out_w, g->out_b, m->dres, a->atty, w->out_w, BN, D, D);
+        nn__attention_backward_set(m->dqkv, m->datt_scratch, m->datty, a->qkv, a->att, B, N, D, H);
+        nn_gemm(NN_NOTRANS, NN_NOTRANS, BN, D, 3 * D, 1.0f, m->dqkv, 3 * D, w->in_w, D, 0.0f,
+                m->dtmp, D);
+        nn_linear_backward(NULL, g->in_w, g->in_b, m->dqkv, a->ln1, w->in_w, BN, D, 3 * D);
         nn_layernorm_backward(m->dres, g->ln1_w, g->ln1_b, m->dtmp, xin, a->ln1_mean, a->ln1_rstd,
                               w->ln1_w, BN, D);
     }

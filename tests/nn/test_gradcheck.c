@@ -313,7 +313,7 @@ T_CASE(gc_attention)
     gc_t c;
     row_ctx x = {.c = &c, .M = 2, .N = 5, .D = 12, .H = 3};
     x.att = gc_zeros(2 * 3 * 25);
-    x.scratch = gc_zeros(25);
+    x.scratch = gc_zeros(NN_MAX_THREADS * 25);
     gc_setup(&c, "attention", at_f, at_b, &x, 2 * 5 * 12);
     gc_input(&c, 2 * 5 * 36, -1.5f, 1.5f);
     gc_run(&c);

@@ -7,6 +7,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "nn/adamw.h"
+#include "nn/blas.h"
 #include "nn/kernels.h"
 #include "nn/loss.h"
 #include "nn/vit.h"
@@ -300,6 +301,55 @@ T_CASE(vit_forward_deterministic)
     nn_vit_free(NULL);
 }
 
+T_CASE(vit_threads_match)
+{
+    /* the same two training steps with 1 and 2 threads (pool + OpenBLAS) agree; only the
+     * GEMMs' summation order may differ */
+    nn_vit_cfg_t c = {.image_size = 32, .patch = 4, .width = 64, .depth = 2, .heads = 2,
+                      .mlp_hidden = 256, .vocab = 1000, .batch = 8};
+    nn_vit_t *m[2] = {NULL, NULL};
+    float *img = core_malloc(8 * 3 * 32 * 32 * sizeof(float));
+    rand_images(img, 8 * 3 * 32 * 32, 11);
+    uint32_t off[9], ids[8 * 5];
+    for (int i = 0; i <= 8; i++) {
+        off[i] = (uint32_t)(5 * i);
+    }
+    for (int i = 0; i < 40; i++) {
+        ids[i] = (uint32_t)((i % 5) * 150 + i / 5);
+    }
+    nn_adamw_cfg_t opt = nn_adamw_defaults();
+    float loss[2];
+    for (int k = 0; k < 2; k++) {
+        nn_blas_set_threads(k + 1);
+        T_ASSERT_EQ(nn_threads(), k + 1);
+        T_ASSERT_OK(nn_vit_new(&c, &m[k]));
+        nn_vit_init(m[k], 3);
+        for (int s = 0; s < 2; s++) {
+            T_ASSERT_OK(nn_vit_train_step(m[k], img, off, ids, 1, &opt, 1e-3f, &loss[k]));
+        }
+    }
+    nn_blas_set_threads(1);
+    T_ASSERT_NEAR(loss[0], loss[1], 1e-5);
+    for (size_t i = 0; i < nn_vit_num_tensors(m[0]); i++) {
+        nn_tensor_t a, b;
+        T_ASSERT_OK(nn_vit_tensor(m[0], i, &a));
+        T_ASSERT_OK(nn_vit_tensor(m[1], i, &b));
+        if (a.is_buffer) {
+            T_ASSERT(memcmp(a.data, b.data, a.numel * sizeof(double)) == 0);
+            continue;
+        }
+        for (size_t e = 0; e < a.numel; e++) {
+            float x = ((float *)a.data)[e], y = ((float *)b.data)[e];
+            if (!(fabsf(x - y) <= 1e-5f + 1e-4f * fabsf(x))) {
+                T_FAIL("%s[%zu]: %g vs %g", a.name, e, x, y);
+            }
+        }
+    }
+    nn_vit_free(m[0]);
+    nn_vit_free(m[1]);
+    core_free(img);
+}
+
 /* ---- loss --------------------------------------------------------------------------------- */
 
 T_CASE(loss_worked_example)
@@ -314,7 +364,7 @@ T_CASE(loss_worked_example)
     uint32_t *counts = core_calloc(V, sizeof(uint32_t));
     float *logits = core_calloc(2 * (size_t)V, sizeof(float));
     float *dl = core_malloc(2 * (size_t)V * sizeof(float));
-    float tw[12], loss;
+    float tw[12 + 2], loss;
     nn_idf_t idf = {cap, &ns, V};
     T_ASSERT_OK(nn_labels_check(off, ids, 2, V));
     nn_sc_loss(&loss, dl, logits, off, ids, 2, V, &idf, 1, counts, tw);
@@ -359,7 +409,7 @@ T_CASE(loss_all_common_tokens_row)
     static const uint32_t ids[5] = {3, 7, 3, 7, 9};
     double cap[V] = {0}, ns = 0;
     uint32_t counts[V] = {0};
-    float logits[2 * V], dl[2 * V], tw[5], loss;
+    float logits[2 * V], dl[2 * V], tw[5 + 2], loss;
     for (int i = 0; i < 2 * V; i++) {
         logits[i] = (float)(i % 7) * 0.3f;
     }

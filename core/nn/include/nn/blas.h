@@ -42,7 +42,13 @@ int nn_blas_init(int threads, char *const *argv, nn_blas_info_t *info);
  * Allocates scratch with core_malloc (CORE_ERR(ENOMEM) if that fails). Thread-safe. */
 int nn_blas_verify(double *max_rel_err);
 
-/* Sets OpenBLAS's thread count (openblas_set_num_threads); returns the count now in effect. */
+/* Sets the thread count of OpenBLAS (openblas_set_num_threads) and of the nn kernels' own pool
+ * (LayerNorm, GELU, attention, loss, AdamW loops; at most NN_MAX_THREADS); threads <= 0 changes
+ * nothing. Returns OpenBLAS's count now in effect. Call from the training thread, not while a
+ * kernel runs. */
 int nn_blas_set_threads(int threads);
+
+/* Threads the nn kernels' pool uses (1 until nn_blas_set_threads/nn_blas_init). */
+int nn_threads(void);
 
 #endif

@@ -18,13 +18,17 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* ---- linear: y[M,O] = x[M,I] . W[O,I]^T + b[O] (b may be NULL) ---------------------------- */
-void nn_linear_forward(float *y, const float *x, const float *w, const float *b, int M, int I,
+/* Most threads the kernels use (nn_blas_set_threads caps its pool here); attention backward
+ * scratch is sized with it. */
+#define NN_MAX_THREADS 16
+
+/* ---- linear: y[M,O] = x[M,In] . W[O,In]^T + b[O] (b may be NULL) ---------------------------- */
+void nn_linear_forward(float *y, const float *x, const float *w, const float *b, int M, int In,
                        int O);
-/* dx[M,I] (may be NULL) += dy.W; dw[O,I] += dy^T.x; db[O] (may be NULL) += sum_m dy */
+/* dx[M,In] (may be NULL) += dy.W; dw[O,In] += dy^T.x; db[O] (may be NULL) += sum_m dy */
 void nn_linear_backward(float *dx, float *dw, float *db, const float *dy, const float *x,
-                        const float *w, int M, int I, int O);
-void nn_linear_forward_ref(float *y, const float *x, const float *w, const float *b, int M, int I,
+                        const float *w, int M, int In, int O);
+void nn_linear_forward_ref(float *y, const float *x, const float *w, const float *b, int M, int In,
                            int O);
 
 /* ---- elementwise --------------------------------------------------------------------------- */
@@ -62,7 +66,7 @@ void nn_layernorm_backward(float *dx, float *dw, float *db, const float *dy, con
  * att[b,h] = softmax(q k^T / sqrt(hd)) [N,N] (cached for backward), out[b,:,h*hd:(h+1)*hd] =
  * att v. out[B,N,D] is the input of out_proj. No mask. */
 void nn_attention_forward(float *out, float *att, const float *qkv, int B, int N, int D, int H);
-/* dqkv[B,N,3D] += ...; scratch holds N*N floats. */
+/* dqkv[B,N,3D] += ...; scratch holds NN_MAX_THREADS*N*N floats (one N x N block per thread). */
 void nn_attention_backward(float *dqkv, float *scratch, const float *dout, const float *qkv,
                            const float *att, int B, int N, int D, int H);
 void nn_attention_forward_ref(float *out, float *att, const float *qkv, int B, int N, int D,
