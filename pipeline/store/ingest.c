@@ -91,6 +91,7 @@ struct pl_ingest_s {
     pl_store_policy_t policy;
     pl_img_limits_t lim;
     pl_img_ctx_t *img;
+    pl__verifier_t *verifier;
     pl_ingest_stats_t stats;
     /* the batch of the current file */
     uint8_t **recs;
@@ -134,7 +135,11 @@ int pl_ingest_new(pl_store_t *st, const pl_tok_t *tok, const pl_ingest_opts_t *o
     ing->lim.max_side = ing->policy.max_dim;
     ing->lim.max_pixels = ing->policy.max_pixels;
     rc = pl_img_ctx_new(&ing->img);
+    if (rc == 0) {
+        rc = pl__verifier_new(ing->img, &ing->verifier);
+    }
     if (rc < 0) {
+        pl_img_ctx_free(ing->img);
         core_free(ing);
         return rc;
     }
@@ -183,6 +188,7 @@ void pl_ingest_free(pl_ingest_t *ing)
     }
     core_free(ing->enc);
     core_free(ing->caption);
+    pl__verifier_free(ing->verifier);
     pl_img_ctx_free(ing->img);
     pl_record_thread_cleanup();
     core_free(ing);
@@ -409,7 +415,7 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
     pl_img_err_t ierr;
     memset(&ierr, 0, sizeof(ierr));
     if (ing->policy.verify == PL_VERIFY_FULL) {
-        rc = pl_img_verify(ing->img, img, img_len, &ing->lim, &info, &ierr);
+        rc = pl__verify_image(ing->verifier, img, img_len, &ing->lim, &info, &ierr);
     } else {
         rc = pl_img_probe(img, img_len, &ing->lim, &info, &ierr);
     }

@@ -5,6 +5,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pipeline/image.h"
+
 /* Checks a caption and narrows it in place: rejects empty (caption_empty), NUL bytes
  * (caption_nul), invalid UTF-8 (caption_bad_utf8: overlongs, surrogates, > U+10FFFF, truncated
  * sequences) and whitespace-only (caption_blank, Python str.isspace set); strips leading and
@@ -41,5 +43,15 @@ void pl__keymap_each_pending(const pl__keymap_t *m, int (*cb)(void *, const char
                              void *ud);
 void pl__keymap_clear(pl__keymap_t *m);
 void pl__keymap_free(pl__keymap_t *m);
+
+/* verify=full (verify.c): probe with limits, then JPEG decoded at 1/8 scale (every Huffman symbol
+ * still parsed; corrupt-data warnings are errors), WebP decoded in its native colour space, PNG via
+ * pl_img_verify on `img` (borrowed). Same return codes and reasons as pl_img_verify. One verifier
+ * per thread. */
+typedef struct pl__verifier_s pl__verifier_t;
+int pl__verifier_new(pl_img_ctx_t *img, pl__verifier_t **out);
+void pl__verifier_free(pl__verifier_t *v);
+int pl__verify_image(pl__verifier_t *v, const uint8_t *data, size_t len, const pl_img_limits_t *lim,
+                     pl_img_info_t *info, pl_img_err_t *err);
 
 #endif

@@ -3,6 +3,8 @@
  * before the damage; edge.tar keeps all 12; realbomb.tar is refused without a big allocation;
  * re-ingest adds nothing; an interrupted ingest resumes exactly once; a full disk stops the ingest
  * cleanly and a later ingest completes it. */
+#include <archive.h>
+#include <archive_entry.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -529,6 +531,121 @@ T_CASE(ingest_full_disk_then_continue)
     T_ASSERT_U64_EQ(n1, n2);
     T_ASSERT_STR_EQ(h1, h2);
     check_unique(dir);
+    pl_tok_free(tok);
+    pl_record_thread_cleanup();
+}
+
+/* ---- compressed shards and max_side ---- */
+
+/* Rewrites tar `src` to `dst` through libarchive with `filter` ("gzip" or "zstd"). */
+static void recompress(const char *src, const char *dst, const char *filter)
+{
+    struct archive *in = archive_read_new(), *out = archive_write_new();
+    archive_read_support_format_tar(in);
+    T_ASSERT(archive_read_open_filename(in, src, 1 << 16) == ARCHIVE_OK);
+    archive_write_set_format_ustar(out);
+    T_ASSERT(archive_write_add_filter_by_name(out, filter) == ARCHIVE_OK);
+    T_ASSERT(archive_write_open_filename(out, dst) == ARCHIVE_OK);
+    struct archive_entry *e;
+    static char buf[1 << 16];
+    while (archive_read_next_header(in, &e) == ARCHIVE_OK) {
+        T_ASSERT(archive_write_header(out, e) == ARCHIVE_OK);
+        la_ssize_t n;
+        while ((n = archive_read_data(in, buf, sizeof(buf))) > 0) {
+            T_ASSERT(archive_write_data(out, buf, (size_t)n) == n);
+        }
+    }
+    T_ASSERT(archive_write_close(out) == ARCHIVE_OK);
+    archive_write_free(out);
+    archive_read_free(in);
+}
+
+T_CASE(ingest_gz_zst_same_digest)
+{
+    pl_tok_t *tok = load_tok();
+    char edge[1024], gz[600], zst[600];
+    snprintf(edge, sizeof(edge), "%s", t_shared("bad/edge.tar"));
+    snprintf(gz, sizeof(gz), "%s/edge.tar.gz", t_tmpdir());
+    snprintf(zst, sizeof(zst), "%s/edge.tar.zst", t_tmpdir());
+    recompress(edge, gz, "gzip");
+    recompress(edge, zst, "zstd");
+    const char *srcs[3] = {edge, gz, zst};
+    char hex[3][65];
+    for (int i = 0; i < 3; i++) {
+        char dir[600];
+        snprintf(dir, sizeof(dir), "%s/s%d", t_tmpdir(), i);
+        mkstore(dir, tok, NULL);
+        pl_ingest_stats_t s;
+        T_ASSERT_OK(ingest(dir, tok, &srcs[i], 1, NULL, &s));
+        T_ASSERT_EQ(s.kept, 12);
+        uint64_t n;
+        digest_of(dir, hex[i], &n);
+        T_ASSERT_EQ(n, 12);
+    }
+    T_ASSERT_STR_EQ(hex[1], hex[0]);
+    T_ASSERT_STR_EQ(hex[2], hex[0]);
+    pl_tok_free(tok);
+    pl_record_thread_cleanup();
+}
+
+typedef struct {
+    uint32_t max_side;
+    int n, reenc, bad;
+    pl_img_ctx_t *ctx;
+} side_t;
+
+static int side_cb(void *ud, uint64_t seq, const uint8_t *v, size_t len)
+{
+    side_t *c = ud;
+    pl_record_t r;
+    T_ASSERT_OK(pl_record_decode(v, len, &r));
+    c->n++;
+    if (r.width > c->max_side || r.height > c->max_side) {
+        c->bad++;
+    }
+    if (r.flags & PL_REC_REENCODED) {
+        c->reenc++;
+        pl_img_info_t info;
+        const uint8_t *rgb;
+        pl_img_err_t err;
+        T_ASSERT_OK(pl_img_decode_rgb(c->ctx, r.image, r.image_len, NULL, &info, &rgb, &err));
+        T_ASSERT_EQ(info.format, PL_IMG_JPEG);
+        T_ASSERT_EQ(r.format, PL_IMG_JPEG);
+        T_ASSERT_EQ(info.width, r.width);
+        T_ASSERT_EQ(info.height, r.height);
+        T_ASSERT(r.width == c->max_side || r.height == c->max_side);
+    }
+    (void)seq;
+    return 0;
+}
+
+T_CASE(ingest_max_side_reencodes)
+{
+    pl_tok_t *tok = load_tok();
+    char edge[1024], dir[600];
+    snprintf(edge, sizeof(edge), "%s", t_shared("bad/edge.tar"));
+    snprintf(dir, sizeof(dir), "%s/s", t_tmpdir());
+    pl_store_policy_t pol;
+    pl_store_policy_default(&pol);
+    pol.max_side = 256;
+    mkstore(dir, tok, &pol);
+    const char *files[1] = {edge};
+    pl_ingest_stats_t s;
+    T_ASSERT_OK(ingest(dir, tok, files, 1, NULL, &s));
+    T_ASSERT_EQ(s.kept, 12);
+    side_t c;
+    memset(&c, 0, sizeof(c));
+    c.max_side = 256;
+    T_ASSERT_OK(pl_img_ctx_new(&c.ctx));
+    pl_store_t *st = NULL;
+    T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDONLY, &st));
+    T_ASSERT_OK(pl_store_foreach(st, side_cb, &c));
+    pl_store_close(st);
+    pl_img_ctx_free(c.ctx);
+    T_ASSERT_EQ(c.n, 12);
+    T_ASSERT_EQ(c.bad, 0);
+    /* the 640x480 progressive, the EXIF one, the 4000x16 and the 4:4:4 one are larger than 256 */
+    T_ASSERT_EQ(c.reenc, 4);
     pl_tok_free(tok);
     pl_record_thread_cleanup();
 }

@@ -1,5 +1,6 @@
 /* Shard store: create/open, append + get + walk, shard rotation, map growth, progress (newest
  * wins), rejects (overwrite), vocabulary check, single writer, digest properties. */
+#include <pthread.h>
 #include <unistd.h>
 
 #include "store_util.h"
@@ -296,6 +297,63 @@ T_CASE(store_file_identity)
     T_ASSERT(memcmp(a, c, 32) == 0);
     T_ASSERT_ERR(pl_store_file_identity(p1, c, &sz), CORE_ERR(ENOENT));
     core_free(buf);
+}
+
+/* Readers on several threads at once (MDB_NOTLS: each reader object owns its snapshots). */
+typedef struct {
+    pl_store_t *st;
+    int id, bad;
+} rthread_t;
+
+static void *reader_main(void *arg)
+{
+    rthread_t *t = arg;
+    pl_store_reader_t *rd = NULL;
+    if (pl_store_reader_open(t->st, &rd) < 0) {
+        t->bad++;
+        return NULL;
+    }
+    for (int round = 0; round < 20; round++) {
+        for (uint64_t s = (uint64_t)t->id; s < 300; s += 7) {
+            const uint8_t *v;
+            size_t len;
+            pl_record_t r;
+            if (pl_store_get(rd, s, &v, &len) < 0 || pl_record_decode(v, len, &r) < 0 ||
+                r.sample_index != s) {
+                t->bad++;
+            }
+        }
+        pl_store_reader_reset(rd);
+    }
+    pl_store_reader_close(rd);
+    return NULL;
+}
+
+T_CASE(store_concurrent_readers)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/s", t_tmpdir());
+    pl_store_caps_t caps;
+    pl_store_caps_default(&caps);
+    caps.shard_max_records = 64;
+    pl_store_t *st = mk(dir, &caps);
+    for (uint64_t i = 0; i < 300; i += 50) {
+        T_ASSERT_OK(tst_commit(st, 4, i, i + 50, 300, 0));
+    }
+    pl_store_close(st);
+    T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDONLY, &st));
+    pthread_t th[4];
+    rthread_t ts[4];
+    for (int i = 0; i < 4; i++) {
+        ts[i] = (rthread_t){st, i, 0};
+        T_ASSERT(pthread_create(&th[i], NULL, reader_main, &ts[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        T_ASSERT_EQ(ts[i].bad, 0);
+    }
+    pl_store_close(st);
+    pl_record_thread_cleanup();
 }
 
 T_MAIN()

@@ -7,8 +7,9 @@
  * image is the first present of .jpg, .jpeg, .png, .webp, identified by its magic bytes (a PNG
  * named .jpg is a valid PNG sample); the caption is the .txt member, else the "caption" string of
  * the .json member. Each sample is checked (caption: UTF-8, no NUL, not empty or blank, byte cap;
- * image: probe with bomb limits, and under verify=full a full decode where libjpeg's corrupt-data
- * warnings are errors), tokenized, encoded as a record and committed in batches whose transaction
+ * image: probe with bomb limits, and under verify=full a decode of all the compressed data where
+ * libjpeg's corrupt-data warnings are errors — JPEG at 1/8 scale, which still parses every
+ * Huffman symbol, see docs/FORMAT.md §4), tokenized, encoded as a record and committed in batches whose transaction
  * also carries the file's progress and the batch's rejects.
  *
  * Threads: a pl_ingest_t is used from one thread; it is the store's single writer.
