@@ -255,7 +255,10 @@ int pl_img_decode_augment(pl_img_ctx_t *ctx, const uint8_t *data, size_t len,
         rc = pl__png_decode(ctx, data, len, &r.info, &reg, err);
         break;
     case PL_IMG_WEBP:
-        rc = pl__webp_decode(ctx, data, len, &r.info, cx0, cy0, cx1, cy1, &reg, err);
+        /* The same two-pixel margin as JPEG: lossy WebP upsamples chroma too. */
+        rc =
+            pl__webp_decode(ctx, data, len, &r.info, cx0 >= 2 ? cx0 - 2 : 0, cy0 >= 2 ? cy0 - 2 : 0,
+                            cx1 + 2 < W ? cx1 + 2 : W, cy1 + 2 < H ? cy1 + 2 : H, &reg, err);
         break;
     default:
         rc = pl__fail(err, PL_IMG_R_UNKNOWN_FORMAT, "image: unknown format");

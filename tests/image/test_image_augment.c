@@ -353,6 +353,27 @@ T_CASE(crop_decode_equals_full_decode)
         }
         core_free(tar);
     }
+    /* Lossy WebP (4:2:0 chroma), from the goldens. */
+    size_t wn;
+    char *webp = t_read_file(t_source("tests/data/golden/image_lossy.webp"), &wn);
+    for (int seed = 0; seed < 16; seed++) {
+        core_rng_t rng;
+        core_rng_init(&rng, (uint64_t)seed, 2);
+        pl_aug_t aug;
+        pl_aug_defaults(&aug);
+        aug.out_w = aug.out_h = 24;
+        aug.scale_min = 0.08;
+        pl_aug_result_t res;
+        T_ASSERT_OK(pl_img_decode_augment(ctx, (const uint8_t *)webp, wn, NULL, &aug, &rng, out,
+                                          64 * 64 * 3, &res, NULL));
+        reference_crop(ref, (const uint8_t *)webp, wn, &res.box, 24, 24, aug.interp, want);
+        double mad = mean_abs_diff(out, want, 24 * 24 * 3);
+        if (mad != 0.0) {
+            T_FAIL("lossy webp seed %d box (%d,%d %dx%d): mean abs diff %.4f", seed, res.box.x,
+                   res.box.y, res.box.w, res.box.h, mad);
+        }
+    }
+    core_free(webp);
     core_free(out);
     core_free(want);
     pl_img_ctx_free(ctx);

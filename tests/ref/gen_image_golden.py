@@ -141,3 +141,6 @@ with open(f"{out_dir}/image_eval.bin", "wb") as f:
         assert out.shape == (S, S, 3)
         f.write(struct.pack("<II", S, interp))
         f.write(out.tobytes())
+
+# A lossy WebP (chroma-subsampled) for the crop-window decoding test.
+Image.fromarray(make_img(64, 48), "RGB").save(f"{out_dir}/image_lossy.webp", "WEBP", quality=80)

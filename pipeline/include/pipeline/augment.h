@@ -80,7 +80,7 @@ typedef struct pl_aug_result_s {
 } pl_aug_result_t;
 
 /* Decodes `data` and writes the augmented out_h x out_w x 3 uint8 RGB image into out (out_cap >=
- * out_w*out_h*3). Uses ctx's scratch (no allocation once its buffers have grown). rng is advanced
+ * out_w*out_h*3). Uses ctx's scratch (see pl_img_ctx_t on allocation). rng is advanced
  * only in train mode. res may be NULL. Errors: as pl_img_decode_rgb (the same limits and JPEG
  * warning rules apply), CORE_ECONFIG for bad aug parameters, CORE_ETOO_LARGE if out_cap is too
  * small. On error `out` is unspecified. Not thread-safe per ctx. */

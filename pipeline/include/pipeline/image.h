@@ -114,8 +114,11 @@ typedef struct pl_img_info_s {
 int pl_img_probe(const uint8_t *data, size_t len, const pl_img_limits_t *lim, pl_img_info_t *info,
                  pl_img_err_t *err);
 
-/* A decoding scratch context: decoder state and growable pixel buffers reused across calls, so the
- * steady state allocates nothing. One context per thread; it is not thread-safe. */
+/* A decoding scratch context: the libjpeg decompressor, a TurboJPEG compressor (created on first
+ * re-encode) and growable pixel/resample buffers, all reused across calls, so our own buffers stop
+ * allocating once they have grown to the largest image seen. (The codecs still make their own
+ * per-image allocations: libjpeg's image pool, libwebp's decoder state, libspng's context.)
+ * One context per thread; it is not thread-safe. */
 typedef struct pl_img_ctx_s pl_img_ctx_t;
 
 /* Creates a context. Errors: CORE_ERR(ENOMEM). */
