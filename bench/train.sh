@@ -56,7 +56,8 @@ awk '
         else if (kv[1] == "img_s") img = kv[2]
         else if (kv[1] == "gflops") gf = kv[2]
     }
-    k = side " " th; n[k]++; im[k, n[k]] = img; g[k, n[k]] = gf; ths[th] = 1
+    k = side " " th; n[k]++; im[k, n[k]] = img; g[k, n[k]] = gf
+    if (!(th in ths)) { ths[th] = 1; order[++nth] = th }
 }
 function med(arr, k, m,   i, j, t, v) {
     if (m == 0) return 0
@@ -66,10 +67,11 @@ function med(arr, k, m,   i, j, t, v) {
 }
 END {
     printf "%-8s %10s %10s %10s %10s %8s\n", "threads", "C img/s", "C GF/s", "Py img/s", "Py GF/s", "C/Py"
-    for (th in ths) {
+    for (x = 1; x <= nth; x++) {
+        th = order[x]
         c = "c " th; p = "peer " th
         ci = med(im, c, n[c]); cg = med(g, c, n[c]); pi = med(im, p, n[p]); pg = med(g, p, n[p])
-        printf "%-8s %10.2f %10.1f %10.2f %10.1f %7.2fx\n", th, ci, cg, pi, pg, pi > 0 ? ci / pi : 0
+        printf "%-8s %10.2f %10.1f %10.2f %10.1f %7.2fx\n", th, ci, cg, pi, pg, (pi > 0 ? ci / pi : 0)
     }
     print "target: C/Py >= 1.5x img/s at 2 threads"
 }' "$out"
