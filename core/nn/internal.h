@@ -97,6 +97,10 @@ void nn__gelu_backward_set(float *dx, const float *dy, const float *x, size_t n)
 void nn__attention_backward_set(float *dqkv, float *scratch, const float *dout, const float *qkv,
                                 const float *att, int B, int N, int D, int H);
 
+/* nn_soft_xent_sparse returning the sum of the row losses instead of storing them. */
+double nn__soft_xent_sparse_sum(float *dlogits, const float *logits, const uint32_t *off,
+                                const uint32_t *ids, const float *tw, int B, int V, float scale);
+
 /* Fork-join over [0, n): fn(ctx, chunk, lo, hi) runs on up to nn__pool_threads() threads (the
  * caller included), in chunks of at least min_per_chunk items; chunk < nn__pool_threads(), so it
  * can index per-thread scratch. Returns when all chunks are done. One submitter at a time. */

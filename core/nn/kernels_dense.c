@@ -516,6 +516,7 @@ typedef struct {
     const uint32_t *off, *ids;
     int V;
     float scale;
+    double partial[NN_MAX_THREADS]; /* per-chunk loss sums (nn__soft_xent_sparse_sum) */
 } xent_job_t;
 
 static void xent_rows(void *ctx, int chunk, int lo, int hi)
@@ -538,6 +539,7 @@ static void xent_rows(void *ctx, int chunk, int lo, int hi)
         if (j->loss) {
             j->loss[i] = (float)l;
         }
+        ((xent_job_t *)ctx)->partial[chunk] += (double)(float)l;
         if (j->dlogits) {
             float *d = j->dlogits + (size_t)i * (size_t)V;
             row_softmax_grad(d, z, lse, j->scale * (float)tsum, V);
@@ -552,8 +554,21 @@ void nn_soft_xent_sparse(float *loss, float *dlogits, const float *logits, const
                          const uint32_t *ids, const float *tw, int B, int V, float scale)
 {
     NN_ASSERT(logits && off && (ids || off[B] == off[0]) && B >= 0 && V > 0);
-    xent_job_t j = {loss, dlogits, logits, tw, off, ids, V, scale};
+    xent_job_t j = {loss, dlogits, logits, tw, off, ids, V, scale, {0}};
     nn__parallel_for(B, 1, xent_rows, &j);
+}
+
+double nn__soft_xent_sparse_sum(float *dlogits, const float *logits, const uint32_t *off,
+                                const uint32_t *ids, const float *tw, int B, int V, float scale)
+{
+    NN_ASSERT(logits && off && (ids || off[B] == off[0]) && B >= 0 && V > 0);
+    xent_job_t j = {NULL, dlogits, logits, tw, off, ids, V, scale, {0}};
+    nn__parallel_for(B, 1, xent_rows, &j);
+    double total = 0.0;
+    for (int c = 0; c < NN_MAX_THREADS; c++) {
+        total += j.partial[c];
+    }
+    return total;
 }
 
 void nn_soft_xent_dense_ref(float *loss, float *dlogits, const float *logits,

@@ -71,11 +71,6 @@ void nn_sc_loss(float *loss_out, float *dlogits, const float *logits, const uint
     if (dlogits) {
         memset(dlogits, 0, sizeof(float) * (size_t)B * (size_t)V);
     }
-    float *row_loss = tw + nnz;
-    nn_soft_xent_sparse(row_loss, dlogits, logits, off, ids, tw, B, V, 1.0f / (float)B);
-    double total = 0.0;
-    for (int i = 0; i < B; i++) {
-        total += row_loss[i];
-    }
+    double total = nn__soft_xent_sparse_sum(dlogits, logits, off, ids, tw, B, V, 1.0f / (float)B);
     *loss_out = (float)(total / (double)B);
 }

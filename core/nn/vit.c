@@ -400,9 +400,9 @@ int nn_vit_new(const nn_vit_cfg_t *cfg, nn_vit_t **out)
     m->names = core_malloc(m->ntensors * 64);
     m->cap_fq = core_calloc((size_t)cfg->vocab, sizeof(double));
     m->counts = core_calloc((size_t)cfg->vocab, sizeof(uint32_t));
-    /* 128 label ids per sample (a 77-token row has at most 77 distinct ids), plus B losses */
+    /* 128 label ids per sample (a 77-token row has at most 77 distinct ids) */
     m->tw_cap = (size_t)cfg->batch * 128;
-    m->tw = core_malloc((m->tw_cap + (size_t)cfg->batch) * sizeof(float));
+    m->tw = core_malloc(m->tw_cap * sizeof(float));
     if (!m->bp || !m->bg || !m->layers || !m->tensors || !m->names || !m->cap_fq ||
         !m->counts || !m->tw) {
         nn_vit_free(m);

@@ -364,7 +364,7 @@ T_CASE(loss_worked_example)
     uint32_t *counts = core_calloc(V, sizeof(uint32_t));
     float *logits = core_calloc(2 * (size_t)V, sizeof(float));
     float *dl = core_malloc(2 * (size_t)V * sizeof(float));
-    float tw[12 + 2], loss;
+    float tw[12], loss;
     nn_idf_t idf = {cap, &ns, V};
     T_ASSERT_OK(nn_labels_check(off, ids, 2, V));
     nn_sc_loss(&loss, dl, logits, off, ids, 2, V, &idf, 1, counts, tw);
@@ -409,7 +409,7 @@ T_CASE(loss_all_common_tokens_row)
     static const uint32_t ids[5] = {3, 7, 3, 7, 9};
     double cap[V] = {0}, ns = 0;
     uint32_t counts[V] = {0};
-    float logits[2 * V], dl[2 * V], tw[5 + 2], loss;
+    float logits[2 * V], dl[2 * V], tw[5], loss;
     for (int i = 0; i < 2 * V; i++) {
         logits[i] = (float)(i % 7) * 0.3f;
     }

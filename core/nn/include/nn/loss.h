@@ -28,8 +28,8 @@ int nn_labels_check(const uint32_t *off, const uint32_t *ids, int B, int V);
  * 4. loss = (1/B) sum_i -sum_c t_ic log softmax(z_i)_c, returned in *loss_out;
  * 5. dlogits[B,V] is OVERWRITTEN with dloss/dlogits = (softmax(z_i) sum_c t_ic - t_i) / B
  *    (dlogits may be NULL).
- * counts[V] (uint32, zeroed on entry and exit) and tw[off[B] + B] are caller scratch; on return
- * tw[0..off[B]) holds the normalised targets t_ij and tw[off[B]..] the per-sample losses.
+ * counts[V] (uint32, zeroed on entry and exit) and tw[off[B]] are caller scratch; on return tw
+ * holds the normalised targets t_ij.
  * Labels must pass nn_labels_check (asserted cheaply). Never fails. */
 void nn_sc_loss(float *loss_out, float *dlogits, const float *logits, const uint32_t *off,
                 const uint32_t *ids, int B, int V, nn_idf_t *idf, int use_idf, uint32_t *counts,
