@@ -83,8 +83,8 @@ static void shape_str(char *buf, size_t cap, const nn_st_tensor_t *t)
 {
     size_t pos = (size_t)snprintf(buf, cap, "[");
     for (int i = 0; i < t->rank && pos < cap; i++) {
-        pos += (size_t)snprintf(buf + pos, cap - pos, "%s%lld", i ? ", " : "",
-                                (long long)t->shape[i]);
+        pos +=
+            (size_t)snprintf(buf + pos, cap - pos, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
     }
     if (pos < cap) {
         snprintf(buf + pos, cap - pos, "]");
@@ -297,18 +297,40 @@ static int elem(const nn_st_tensor_t *t, size_t i, double *out)
     } u;
     memcpy(&u, p, nn_st_dtype_size(t->dtype));
     switch (t->dtype) {
-    case NN_ST_F32: *out = u.f; return 0;
-    case NN_ST_F64: *out = u.d; return 0;
-    case NN_ST_I64: *out = (double)u.i64; return 0;
-    case NN_ST_U64: *out = (double)u.u64; return 0;
-    case NN_ST_I32: *out = u.i32; return 0;
-    case NN_ST_U32: *out = u.u32; return 0;
-    case NN_ST_I16: *out = u.i16; return 0;
-    case NN_ST_U16: *out = u.u16; return 0;
-    case NN_ST_I8: *out = (int8_t)p[0]; return 0;
+    case NN_ST_F32:
+        *out = u.f;
+        return 0;
+    case NN_ST_F64:
+        *out = u.d;
+        return 0;
+    case NN_ST_I64:
+        *out = (double)u.i64;
+        return 0;
+    case NN_ST_U64:
+        *out = (double)u.u64;
+        return 0;
+    case NN_ST_I32:
+        *out = u.i32;
+        return 0;
+    case NN_ST_U32:
+        *out = u.u32;
+        return 0;
+    case NN_ST_I16:
+        *out = u.i16;
+        return 0;
+    case NN_ST_U16:
+        *out = u.u16;
+        return 0;
+    case NN_ST_I8:
+        *out = (int8_t)p[0];
+        return 0;
     case NN_ST_U8:
-    case NN_ST_BOOL: *out = p[0]; return 0;
-    case NN_ST_F16: *out = half_to_double(u.u16); return 0;
+    case NN_ST_BOOL:
+        *out = p[0];
+        return 0;
+    case NN_ST_F16:
+        *out = half_to_double(u.u16);
+        return 0;
     case NN_ST_BF16: {
         uint32_t b = (uint32_t)u.u16 << 16;
         float f;
@@ -316,7 +338,8 @@ static int elem(const nn_st_tensor_t *t, size_t i, double *out)
         *out = f;
         return 0;
     }
-    default: return -1;
+    default:
+        return -1;
     }
 }
 
@@ -440,14 +463,13 @@ static int cmd_diff(int argc, char **argv)
                 same_shape = a->shape[r] == b->shape[r];
             }
             if (a->dtype != b->dtype) {
-                row = json_pack("{s:s, s:s, s:s, s:s}", "name", a->name, "status",
-                                "dtype_mismatch", "dtype_a", nn_st_dtype_name(a->dtype), "dtype_b",
+                row = json_pack("{s:s, s:s, s:s, s:s}", "name", a->name, "status", "dtype_mismatch",
+                                "dtype_a", nn_st_dtype_name(a->dtype), "dtype_b",
                                 nn_st_dtype_name(b->dtype));
                 n_diff++;
             } else if (!same_shape) {
-                row = json_pack("{s:s, s:s, s:o, s:o}", "name", a->name, "status",
-                                "shape_mismatch", "shape_a", shape_json(a), "shape_b",
-                                shape_json(b));
+                row = json_pack("{s:s, s:s, s:o, s:o}", "name", a->name, "status", "shape_mismatch",
+                                "shape_a", shape_json(a), "shape_b", shape_json(b));
                 n_diff++;
             } else {
                 tdiff_t d;
@@ -486,7 +508,8 @@ static int cmd_diff(int argc, char **argv)
                    json_real_value(json_object_get(row, "max_abs")),
                    json_real_value(json_object_get(row, "max_rel")));
         } else if (strcmp(st, "dtype_mismatch") == 0) {
-            printf("%-60s %-10s %s vs %s\n", name, "dtype", json_string_value(json_object_get(row, "dtype_a")),
+            printf("%-60s %-10s %s vs %s\n", name, "dtype",
+                   json_string_value(json_object_get(row, "dtype_a")),
                    json_string_value(json_object_get(row, "dtype_b")));
         } else if (strcmp(st, "shape_mismatch") == 0) {
             char *sa = json_dumps(json_object_get(row, "shape_a"), JSON_COMPACT);
@@ -548,8 +571,8 @@ static int cmd_export(int argc, char **argv)
         if (is_optimizer(s) || (visual_only && strncmp(s, "visual.", 7) != 0)) {
             continue;
         }
-        d[nd] = (nn_st_desc_t){.name = t->name, .dtype = t->dtype, .rank = t->rank,
-                               .data = t->data};
+        d[nd] =
+            (nn_st_desc_t){.name = t->name, .dtype = t->dtype, .rank = t->rank, .data = t->data};
         memcpy(d[nd].shape, t->shape, sizeof t->shape);
         nd++;
     }

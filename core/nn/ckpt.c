@@ -56,8 +56,8 @@ int nn_ckpt_save(const char *path, const nn_ckpt_entry_t *entries, size_t n,
     for (size_t i = 0; i < n; i++) {
         const nn_ckpt_entry_t *e = &entries[i];
         size_t base = nd;
-        d[nd++] = (nn_st_desc_t){.name = e->name, .dtype = e->dtype, .rank = e->rank,
-                                 .data = e->data};
+        d[nd++] =
+            (nn_st_desc_t){.name = e->name, .dtype = e->dtype, .rank = e->rank, .data = e->data};
         memcpy(d[base].shape, e->shape, sizeof e->shape);
         const void *mom[2] = {e->exp_avg, e->exp_avg_sq};
         const char *pre[2] = {NN_CKPT_PREFIX_M, NN_CKPT_PREFIX_V};
@@ -129,8 +129,8 @@ static int ck_wanted(const char *fname, const nn_ckpt_entry_t *entries, size_t n
     }
     for (size_t i = 0; i < n; i++) {
         if (strcmp(entries[i].name, s) == 0) {
-            return which == 0 || (which == 1 ? entries[i].exp_avg != NULL
-                                             : entries[i].exp_avg_sq != NULL);
+            return which == 0 ||
+                   (which == 1 ? entries[i].exp_avg != NULL : entries[i].exp_avg_sq != NULL);
         }
     }
     return 0;
@@ -277,8 +277,8 @@ int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out)
     return 0;
 }
 
-int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta,
-                     size_t n_meta, char *err, size_t errlen)
+int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta, size_t n_meta,
+                     char *err, size_t errlen)
 {
     int rc = 0;
     nn_ckpt_entry_t *e = NULL;

@@ -26,20 +26,19 @@ static const struct {
     const char *name;
     size_t size;
 } st_dtypes[NN_ST_DTYPE_COUNT] = {
-    [NN_ST_BOOL] = {"BOOL", 1},   [NN_ST_U8] = {"U8", 1},   [NN_ST_I8] = {"I8", 1},
-    [NN_ST_F8_E5M2] = {"F8_E5M2", 1}, [NN_ST_F8_E4M3] = {"F8_E4M3", 1},
-    [NN_ST_I16] = {"I16", 2},     [NN_ST_U16] = {"U16", 2}, [NN_ST_F16] = {"F16", 2},
-    [NN_ST_BF16] = {"BF16", 2},   [NN_ST_I32] = {"I32", 4}, [NN_ST_U32] = {"U32", 4},
-    [NN_ST_F32] = {"F32", 4},     [NN_ST_F64] = {"F64", 8}, [NN_ST_I64] = {"I64", 8},
-    [NN_ST_U64] = {"U64", 8},
+    [NN_ST_BOOL] = {"BOOL", 1},       [NN_ST_U8] = {"U8", 1},           [NN_ST_I8] = {"I8", 1},
+    [NN_ST_F8_E5M2] = {"F8_E5M2", 1}, [NN_ST_F8_E4M3] = {"F8_E4M3", 1}, [NN_ST_I16] = {"I16", 2},
+    [NN_ST_U16] = {"U16", 2},         [NN_ST_F16] = {"F16", 2},         [NN_ST_BF16] = {"BF16", 2},
+    [NN_ST_I32] = {"I32", 4},         [NN_ST_U32] = {"U32", 4},         [NN_ST_F32] = {"F32", 4},
+    [NN_ST_F64] = {"F64", 8},         [NN_ST_I64] = {"I64", 8},         [NN_ST_U64] = {"U64", 8},
 };
 
 struct nn_st_file_s {
     const uint8_t *bytes; /* whole file */
     size_t len;
     size_t header_len;
-    void *map;     /* mmap'd region (munmap on close) or NULL */
-    uint8_t *heap; /* core_malloc'd copy (read fallback) or NULL */
+    void *map;               /* mmap'd region (munmap on close) or NULL */
+    uint8_t *heap;           /* core_malloc'd copy (read fallback) or NULL */
     nn_st_tensor_t *tensors; /* sorted by name; names owned (core_strdup) */
     size_t n_tensors;
     nn_st_meta_t *meta; /* sorted by key; strings owned */
@@ -260,16 +259,15 @@ static int st_parse_tensor(nn_st_file_t *f, const char *key, json_t *val, size_t
         return rc;
     }
     uint64_t b, e;
-    if (st_json_u64(json_array_get(jo, 0), &b) != 0 || st_json_u64(json_array_get(jo, 1), &e) != 0 ||
-        b > e || e > data_len) {
+    if (st_json_u64(json_array_get(jo, 0), &b) != 0 ||
+        st_json_u64(json_array_get(jo, 1), &e) != 0 || b > e || e > data_len) {
         st_err(err, errlen, "tensor \"%.200s\": data_offsets outside the %zu-byte buffer", key,
                data_len);
         return CORE_ECORRUPT;
     }
     if (e - b != t->nbytes) {
-        st_err(err, errlen,
-               "tensor \"%.200s\": span of %llu bytes but %s x %zu elements needs %zu", key,
-               (unsigned long long)(e - b), nn_st_dtype_name(t->dtype), t->numel, t->nbytes);
+        st_err(err, errlen, "tensor \"%.200s\": span of %llu bytes but %s x %zu elements needs %zu",
+               key, (unsigned long long)(e - b), nn_st_dtype_name(t->dtype), t->numel, t->nbytes);
         return CORE_ECORRUPT;
     }
     t->offset = (size_t)b;
@@ -357,8 +355,8 @@ static int st_parse_into(nn_st_file_t *f, const nn_st_limits_t *lim, char *err, 
     for (size_t i = 0; i < f->n_tensors; i++) {
         if (by_off[i]->offset != pos) {
             st_err(err, errlen, "tensor \"%.200s\": data at offset %zu %s the previous end %zu",
-                   by_off[i]->name, by_off[i]->offset, by_off[i]->offset < pos ? "overlaps" :
-                   "leaves a gap after", pos);
+                   by_off[i]->name, by_off[i]->offset,
+                   by_off[i]->offset < pos ? "overlaps" : "leaves a gap after", pos);
             CORE_FAIL_IF(1, CORE_ECORRUPT);
         }
         pos += by_off[i]->nbytes;
@@ -536,7 +534,10 @@ int nn_st_expect(const nn_st_file_t *f, const char *name, nn_st_dtype_t dtype, i
         char a[96], b[96];
         st_err(err, errlen, "tensor \"%.300s\": shape %s, expected %s", name,
                st_shape_str(a, sizeof a, t->rank, t->shape),
-               st_shape_str(b, sizeof b, rank < 0 ? 0 : rank > NN_ST_MAX_RANK ? NN_ST_MAX_RANK : rank,
+               st_shape_str(b, sizeof b,
+                            rank < 0                ? 0
+                            : rank > NN_ST_MAX_RANK ? NN_ST_MAX_RANK
+                                                    : rank,
                             shape));
         return CORE_ESHAPE_MISMATCH;
     }
@@ -582,9 +583,9 @@ size_t nn_st_header_size(const nn_st_file_t *f)
 
 typedef struct {
     const nn_st_desc_t *descs;
-    size_t *order;   /* layout order: itemsize desc, then name */
-    size_t *nbytes;  /* per desc */
-    char *header;    /* core_malloc'd: 8-byte length + padded JSON */
+    size_t *order;  /* layout order: itemsize desc, then name */
+    size_t *nbytes; /* per desc */
+    char *header;   /* core_malloc'd: 8-byte length + padded JSON */
     size_t header_total;
     size_t data_len;
 } st_plan_t;
@@ -656,8 +657,9 @@ static int st_plan(st_plan_t *p, const nn_st_desc_t *d, size_t n, const nn_st_me
             json_t *s = json_string(meta[i].value ? meta[i].value : "");
             if (meta[i].key == NULL || s == NULL || json_object_get(jmeta, meta[i].key) != NULL) {
                 json_decref(s);
-                st_err(err, errlen, "metadata %zu: invalid (not UTF-8) or duplicate entry \"%.200s\"",
-                       i, meta[i].key ? meta[i].key : "(null)");
+                st_err(err, errlen,
+                       "metadata %zu: invalid (not UTF-8) or duplicate entry \"%.200s\"", i,
+                       meta[i].key ? meta[i].key : "(null)");
                 CORE_FAIL_IF(1, CORE_ECONFIG);
             }
             CORE_FAIL_IF(json_object_set_new(jmeta, meta[i].key, s) != 0, CORE_ECONFIG);
@@ -673,9 +675,9 @@ static int st_plan(st_plan_t *p, const nn_st_desc_t *d, size_t n, const nn_st_me
             CORE_FAIL_IF(1, CORE_ECONFIG);
         }
         json_t *shape = json_array();
-        json_t *t = json_pack("{s:s, s:o, s:[I,I]}", "dtype", nn_st_dtype_name(d[i].dtype), "shape",
-                              shape, "data_offsets", (json_int_t)off,
-                              (json_int_t)(off + p->nbytes[i]));
+        json_t *t =
+            json_pack("{s:s, s:o, s:[I,I]}", "dtype", nn_st_dtype_name(d[i].dtype), "shape", shape,
+                      "data_offsets", (json_int_t)off, (json_int_t)(off + p->nbytes[i]));
         CORE_FAIL_IF(t == NULL, CORE_ERR(ENOMEM));
         for (int r = 0; r < d[i].rank; r++) {
             json_array_append_new(shape, json_integer((json_int_t)d[i].shape[r]));
@@ -765,7 +767,7 @@ static int st_write_all(int fd, const void *data, size_t len)
 static int st_fsync_dir(const char *path)
 {
     const char *slash = strrchr(path, '/');
-    char *dir = slash == NULL ? core_strdup(".")
+    char *dir = slash == NULL   ? core_strdup(".")
                 : slash == path ? core_strdup("/")
                                 : core_strndup(path, (size_t)(slash - path));
     if (dir == NULL) {

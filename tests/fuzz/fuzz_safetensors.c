@@ -1,6 +1,7 @@
 /* Fuzz target: the safetensors parser over arbitrary bytes. Every accepted file is walked (each
  * tensor's bytes read, so a bad pointer shows under ASan), checked against its own shape, and
- * round-tripped: re-serialised by the writer and re-parsed, and the tensors must come back equal. */
+ * round-tripped: re-serialised by the writer and re-parsed, and the tensors must come back equal.
+ */
 #include <stdint.h>
 #include <string.h>
 

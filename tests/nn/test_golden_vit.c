@@ -141,8 +141,14 @@ static const nn_st_tensor_t *get(const nn_st_file_t *f, const char *name)
     return t;
 }
 
-static const nn_vit_cfg_t k_cfg = {.image_size = 32, .patch = 8, .width = 64, .depth = 2,
-                                   .heads = 2, .mlp_hidden = 256, .vocab = 1000, .batch = 4};
+static const nn_vit_cfg_t k_cfg = {.image_size = 32,
+                                   .patch = 8,
+                                   .width = 64,
+                                   .depth = 2,
+                                   .heads = 2,
+                                   .mlp_hidden = 256,
+                                   .vocab = 1000,
+                                   .batch = 4};
 
 /* Checkpoint entries for every model tensor (moments included for parameters). */
 static nn_ckpt_entry_t *vit_entries(const nn_vit_t *m, size_t *n_out)
@@ -224,11 +230,9 @@ T_CASE(golden_images_u8)
     const nn_st_tensor_t *u8 = get(io, "input.images_u8"), *ref = get(io, "input.images");
     T_ASSERT(u8->dtype == NN_ST_U8 && u8->rank == 4 && u8->shape[3] == 3);
     float *got = core_malloc(ref->nbytes);
-    nn_vit_images_from_u8(got, u8->data, (int)u8->shape[0], (int)u8->shape[1],
-                          (int)u8->shape[2]);
+    nn_vit_images_from_u8(got, u8->data, (int)u8->shape[0], (int)u8->shape[1], (int)u8->shape[2]);
     report_t r = {0};
-    cmp_any(&r, "images (u8 NHWC -> normalised NCHW)", got, 0, ref, ref->numel, 2e-6, 1e-6,
-            1e-12);
+    cmp_any(&r, "images (u8 NHWC -> normalised NCHW)", got, 0, ref, ref->numel, 2e-6, 1e-6, 1e-12);
     report_finish(&r, "golden_images_u8");
     core_free(got);
     nn_st_close(io);
@@ -259,8 +263,7 @@ T_CASE(golden_vit_forward_backward)
     cmp_any(&r, "loss", &loss, 0, get(io, "expect.loss"), 1, 1e-6, 1e-6, 1e-12);
     nn_tensor_t t;
     T_ASSERT_OK(nn_vit_find(m, "cap_fq", &t));
-    cmp_any(&r, "cap_fq (after the update)", t.data, 1, get(io, "expect.cap_fq"), t.numel, 0, 0,
-            0);
+    cmp_any(&r, "cap_fq (after the update)", t.data, 1, get(io, "expect.cap_fq"), t.numel, 0, 0, 0);
     T_ASSERT_OK(nn_vit_find(m, "num_samples", &t));
     cmp_any(&r, "num_samples", t.data, 1, get(io, "expect.num_samples"), t.numel, 0, 0, 0);
     for (size_t i = 0; i < nn_vit_num_tensors(m); i++) {

@@ -20,16 +20,15 @@ static const uint8_t k_u[3] = {7, 8, 9};
 static size_t fill_descs(nn_st_desc_t *d)
 {
     memset(d, 0, 6 * sizeof *d);
-    d[0] = (nn_st_desc_t){.name = "visual.a", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3},
-                          .data = k_a};
-    d[1] = (nn_st_desc_t){.name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 5},
-                          .data = k_b};
+    d[0] = (nn_st_desc_t){
+        .name = "visual.a", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3}, .data = k_a};
+    d[1] = (nn_st_desc_t){
+        .name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 5}, .data = k_b};
     d[2] = (nn_st_desc_t){.name = "ids", .dtype = NN_ST_I64, .rank = 1, .shape = {4}, .data = k_c};
     d[3] = (nn_st_desc_t){.name = "scalar", .dtype = NN_ST_F32, .rank = 0, .data = k_s};
-    d[4] = (nn_st_desc_t){.name = "empty", .dtype = NN_ST_F32, .rank = 2, .shape = {0, 3},
-                          .data = NULL};
-    d[5] = (nn_st_desc_t){.name = "bytes", .dtype = NN_ST_U8, .rank = 1, .shape = {3},
-                          .data = k_u};
+    d[4] = (nn_st_desc_t){
+        .name = "empty", .dtype = NN_ST_F32, .rank = 2, .shape = {0, 3}, .data = NULL};
+    d[5] = (nn_st_desc_t){.name = "bytes", .dtype = NN_ST_U8, .rank = 1, .shape = {3}, .data = k_u};
     return 6;
 }
 
@@ -64,8 +63,8 @@ static void check_contents(const nn_st_file_t *f)
     T_ASSERT(nn_st_find(f, "nope") == NULL);
     T_ASSERT(nn_st_find(f, "visual.") == NULL);
     /* Each tensor is aligned to its itemsize relative to the start of the file. */
-    const uint8_t *base = nn_st_find(f, "bytes")->data - nn_st_find(f, "bytes")->offset -
-                          8 - nn_st_header_size(f);
+    const uint8_t *base =
+        nn_st_find(f, "bytes")->data - nn_st_find(f, "bytes")->offset - 8 - nn_st_header_size(f);
     for (size_t i = 0; i < nn_st_count(f); i++) {
         t = nn_st_at(f, i);
         T_ASSERT_EQ((size_t)(t->data - base) % nn_st_dtype_size(t->dtype), 0);
@@ -166,9 +165,10 @@ T_CASE(st_roundtrip_file)
 /* A file in the exact layout of the reference Python writer (header padded with spaces). */
 T_CASE(st_reference_layout)
 {
-    const char *hdr = "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
-                      "\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"BF16\",\"shape\":[1,1],"
-                      "\"data_offsets\":[8,10]}}";
+    const char *hdr =
+        "{\"__metadata__\":{\"format\":\"pt\"},\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
+        "\"data_offsets\":[0,8]},\"b\":{\"dtype\":\"BF16\",\"shape\":[1,1],"
+        "\"data_offsets\":[8,10]}}";
     size_t hl = strlen(hdr), padded = (hl + 7) / 8 * 8;
     uint8_t buf[512];
     memset(buf, 0, sizeof buf);
@@ -241,7 +241,8 @@ static int parse_hdr(const char *hdr, size_t data_len, const nn_st_limits_t *lim
     return rc;
 }
 
-#define T1(dt, shape, off) "{\"w\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" off "}}"
+#define T1(dt, shape, off)                                                                         \
+    "{\"w\":{\"dtype\":\"" dt "\",\"shape\":" shape ",\"data_offsets\":" off "}}"
 
 T_CASE(st_malformed)
 {
@@ -260,14 +261,14 @@ T_CASE(st_malformed)
     T_ASSERT(strstr(err, "\"w\"") && strstr(err, "F31"));
     T_ASSERT_ERR(parse_hdr("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", 8, NULL, err),
                  CORE_ECORRUPT);
-    T_ASSERT_ERR(parse_hdr("{\"w\":{\"dtype\":3,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, NULL,
-                           err), CORE_ECORRUPT);
+    T_ASSERT_ERR(
+        parse_hdr("{\"w\":{\"dtype\":3,\"shape\":[2],\"data_offsets\":[0,8]}}", 8, NULL, err),
+        CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr("{\"w\":[]}", 0, NULL, err), CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr(T1("F32", "[2]", "[0,8,9]"), 8, NULL, err), CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr(T1("F32", "[-2]", "[0,8]"), 8, NULL, err), CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr(T1("F32", "[2.0]", "[0,8]"), 8, NULL, err), CORE_ECORRUPT);
-    T_ASSERT_ERR(parse_hdr(T1("F32", "[1,1,1,1,1,1,1,1,2]", "[0,8]"), 8, NULL, err),
-                 CORE_ECORRUPT);
+    T_ASSERT_ERR(parse_hdr(T1("F32", "[1,1,1,1,1,1,1,1,2]", "[0,8]"), 8, NULL, err), CORE_ECORRUPT);
     T_ASSERT_OK(parse_hdr(T1("F32", "[1,1,1,1,1,1,1,2]", "[0,8]"), 8, NULL, err));
     T_ASSERT_ERR(parse_hdr(T1("F32", "[4294967296,4294967296]", "[0,8]"), 8, NULL, err),
                  CORE_ETOO_LARGE);
@@ -285,7 +286,8 @@ T_CASE(st_malformed)
     T_ASSERT_ERR(parse_hdr(T1("F32", "[2]", "[4,12]"), 12, NULL, err), CORE_ECORRUPT); /* gap */
     T_ASSERT_ERR(parse_hdr("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}",
-                           12, NULL, err), CORE_ECORRUPT); /* overlap */
+                           12, NULL, err),
+                 CORE_ECORRUPT); /* overlap */
     T_ASSERT(strstr(err, "overlaps") != NULL);
     T_ASSERT_OK(parse_hdr("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                           "\"z\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,8]},"
@@ -294,11 +296,13 @@ T_CASE(st_malformed)
     /* duplicate names, bad metadata, empty name */
     T_ASSERT_ERR(parse_hdr("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                            "\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
-                           16, NULL, err), CORE_ECORRUPT);
+                           16, NULL, err),
+                 CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr("{\"__metadata__\":{\"k\":1}}", 0, NULL, err), CORE_ECORRUPT);
     T_ASSERT_ERR(parse_hdr("{\"__metadata__\":[]}", 0, NULL, err), CORE_ECORRUPT);
-    T_ASSERT_ERR(parse_hdr("{\"\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0,
-                           NULL, err), CORE_ECORRUPT);
+    T_ASSERT_ERR(
+        parse_hdr("{\"\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,0]}}", 0, NULL, err),
+        CORE_ECORRUPT);
     /* limits */
     nn_st_limits_t lim = {.max_header = 16, .max_tensors = 1};
     T_ASSERT_ERR(parse_hdr(T1("F32", "[2]", "[0,8]"), 8, &lim, err), CORE_ETOO_LARGE);
@@ -306,7 +310,8 @@ T_CASE(st_malformed)
     T_ASSERT_OK(parse_hdr(T1("F32", "[2]", "[0,8]"), 8, &lim, err));
     T_ASSERT_ERR(parse_hdr("{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
                            "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}",
-                           16, &lim, err), CORE_ETOO_LARGE);
+                           16, &lim, err),
+                 CORE_ETOO_LARGE);
     /* header length field larger than the file / than the default cap */
     uint8_t raw[16] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, '{', '}'};
     nn_st_file_t *f;

@@ -21,14 +21,24 @@ typedef struct {
 static size_t entries(model_t *m, nn_ckpt_entry_t *e)
 {
     memset(e, 0, 4 * sizeof *e);
-    e[0] = (nn_ckpt_entry_t){.name = "visual.w", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3},
-                             .data = m->w, .exp_avg = m->wm, .exp_avg_sq = m->wv};
-    e[1] = (nn_ckpt_entry_t){.name = "visual.ln.bias", .dtype = NN_ST_F32, .rank = 1,
-                             .shape = {4}, .data = m->b, .exp_avg = m->bm, .exp_avg_sq = m->bv};
-    e[2] = (nn_ckpt_entry_t){.name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 5},
-                             .data = m->fq};
-    e[3] = (nn_ckpt_entry_t){.name = "num_samples", .dtype = NN_ST_F64, .rank = 2,
-                             .shape = {1, 1}, .data = m->ns};
+    e[0] = (nn_ckpt_entry_t){.name = "visual.w",
+                             .dtype = NN_ST_F32,
+                             .rank = 2,
+                             .shape = {2, 3},
+                             .data = m->w,
+                             .exp_avg = m->wm,
+                             .exp_avg_sq = m->wv};
+    e[1] = (nn_ckpt_entry_t){.name = "visual.ln.bias",
+                             .dtype = NN_ST_F32,
+                             .rank = 1,
+                             .shape = {4},
+                             .data = m->b,
+                             .exp_avg = m->bm,
+                             .exp_avg_sq = m->bv};
+    e[2] = (nn_ckpt_entry_t){
+        .name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 5}, .data = m->fq};
+    e[3] = (nn_ckpt_entry_t){
+        .name = "num_samples", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 1}, .data = m->ns};
     return 4;
 }
 
@@ -44,8 +54,9 @@ static void fill(model_t *m, float base)
     m->ns[0] = 17;
 }
 
-static const nn_st_meta_t k_meta[3] = {
-    {"config", "{\"width\":64,\"depth\":2}"}, {"step", "17"}, {"cursor", "{\"epoch\":1,\"pos\":99}"}};
+static const nn_st_meta_t k_meta[3] = {{"config", "{\"width\":64,\"depth\":2}"},
+                                       {"step", "17"},
+                                       {"cursor", "{\"epoch\":1,\"pos\":99}"}};
 
 /* A path in the test's temporary directory, in a slot of a small static ring so that a few
  * paths can be alive at once. */
@@ -175,8 +186,8 @@ T_CASE(ckpt_format_and_meta)
     T_ASSERT_ERR(nn_ckpt_save(p, ea, n, dup, 2, err, sizeof err), CORE_ECONFIG);
 
     /* foreign files: other format, newer version, DDP prefix, PyTorch-style (no format key) */
-    nn_st_desc_t d[1] = {{.name = "module.visual.w", .dtype = NN_ST_F32, .rank = 2,
-                          .shape = {2, 3}, .data = a.w}};
+    nn_st_desc_t d[1] = {
+        {.name = "module.visual.w", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3}, .data = a.w}};
     nn_st_meta_t other[1] = {{"format", "pt"}};
     T_ASSERT_OK(nn_st_write_file(p, d, 1, other, 1, err, sizeof err));
     T_ASSERT_ERR(nn_ckpt_load(p, ea, 1, NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err),
@@ -193,8 +204,7 @@ T_CASE(ckpt_format_and_meta)
     T_ASSERT_OK(nn_ckpt_load(p, eb, 1, NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err));
     T_ASSERT(memcmp(b.w, a.w, sizeof a.w) == 0);
     /* missing file */
-    T_ASSERT_ERR(nn_ckpt_load(tmp_path("none"), eb, 1, 0, NULL, err, sizeof err),
-                 CORE_ERR(ENOENT));
+    T_ASSERT_ERR(nn_ckpt_load(tmp_path("none"), eb, 1, 0, NULL, err, sizeof err), CORE_ERR(ENOENT));
 }
 
 /* The PyTorch-written golden weights load by name into a table built from OpenCLIP names. */
@@ -208,8 +218,8 @@ T_CASE(ckpt_golden_weights_load)
     int64_t conv[4] = {64, 3, 8, 8}, fq[2] = {1, 1000}, qkv[2] = {192, 64};
     T_ASSERT_OK(nn_st_expect(f, "visual.conv1.weight", NN_ST_F32, 4, conv, NULL, err, sizeof err));
     T_ASSERT_OK(nn_st_expect(f, "cap_fq", NN_ST_F64, 2, fq, NULL, err, sizeof err));
-    T_ASSERT_OK(nn_st_expect(f, "visual.transformer.resblocks.1.attn.in_proj_weight", NN_ST_F32,
-                             2, qkv, NULL, err, sizeof err));
+    T_ASSERT_OK(nn_st_expect(f, "visual.transformer.resblocks.1.attn.in_proj_weight", NN_ST_F32, 2,
+                             qkv, NULL, err, sizeof err));
     T_ASSERT(strstr(nn_st_meta_get(f, "config"), "\"width\": 64") != NULL);
     /* Load everything through nn_ckpt_load with a table built from the file itself. */
     size_t n = nn_st_count(f);
@@ -218,8 +228,8 @@ T_CASE(ckpt_golden_weights_load)
     for (size_t i = 0; i < n; i++) {
         const nn_st_tensor_t *t = nn_st_at(f, i);
         bufs[i] = core_calloc(1, t->nbytes);
-        e[i] = (nn_ckpt_entry_t){.name = t->name, .dtype = t->dtype, .rank = t->rank,
-                                 .data = bufs[i]};
+        e[i] =
+            (nn_ckpt_entry_t){.name = t->name, .dtype = t->dtype, .rank = t->rank, .data = bufs[i]};
         memcpy(e[i].shape, t->shape, sizeof t->shape);
     }
     T_ASSERT_OK(nn_ckpt_load(p, e, n, NN_CKPT_WEIGHTS_ONLY, NULL, err, sizeof err));
@@ -234,8 +244,14 @@ T_CASE(ckpt_golden_weights_load)
 
 /* ---- the ViT helpers ------------------------------------------------------------------------ */
 
-static const nn_vit_cfg_t k_tiny = {.image_size = 32, .patch = 8, .width = 64, .depth = 2,
-                                    .heads = 2, .mlp_hidden = 256, .vocab = 1000, .batch = 4};
+static const nn_vit_cfg_t k_tiny = {.image_size = 32,
+                                    .patch = 8,
+                                    .width = 64,
+                                    .depth = 2,
+                                    .heads = 2,
+                                    .mlp_hidden = 256,
+                                    .vocab = 1000,
+                                    .batch = 4};
 
 typedef struct {
     float *images;

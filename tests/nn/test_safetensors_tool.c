@@ -66,18 +66,31 @@ typedef struct {
 
 static char g_paths[4][4096];
 
-/* Writes a checkpoint with 2 parameters (with moments) and 2 buffers to slot k; returns its path. */
+/* Writes a checkpoint with 2 parameters (with moments) and 2 buffers to slot k; returns its path.
+ */
 static const char *write_ckpt(int k, const tiny_t *m, int head_rank2)
 {
     snprintf(g_paths[k], sizeof g_paths[k], "%s/c%d.safetensors", t_tmpdir(), k);
     nn_ckpt_entry_t e[4] = {
-        {.name = "visual.conv1.weight", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3},
-         .data = (void *)m->conv, .exp_avg = (void *)m->m1, .exp_avg_sq = (void *)m->v1},
-        {.name = "text_decoder.text_projection.bias", .dtype = NN_ST_F32, .rank = 1,
-         .shape = {4}, .data = (void *)m->head, .exp_avg = (void *)m->m2,
+        {.name = "visual.conv1.weight",
+         .dtype = NN_ST_F32,
+         .rank = 2,
+         .shape = {2, 3},
+         .data = (void *)m->conv,
+         .exp_avg = (void *)m->m1,
+         .exp_avg_sq = (void *)m->v1},
+        {.name = "text_decoder.text_projection.bias",
+         .dtype = NN_ST_F32,
+         .rank = 1,
+         .shape = {4},
+         .data = (void *)m->head,
+         .exp_avg = (void *)m->m2,
          .exp_avg_sq = (void *)m->v2},
         {.name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 3}, .data = (void *)m->fq},
-        {.name = "num_samples", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 1},
+        {.name = "num_samples",
+         .dtype = NN_ST_F64,
+         .rank = 2,
+         .shape = {1, 1},
          .data = (void *)m->ns},
     };
     if (head_rank2) {
@@ -273,10 +286,20 @@ T_CASE(tool_export)
     tiny_t b;
     memset(&b, 0, sizeof b);
     nn_ckpt_entry_t e[4] = {
-        {.name = "visual.conv1.weight", .dtype = NN_ST_F32, .rank = 2, .shape = {2, 3},
-         .data = b.conv, .exp_avg = b.m1, .exp_avg_sq = b.v1},
-        {.name = "text_decoder.text_projection.bias", .dtype = NN_ST_F32, .rank = 1,
-         .shape = {4}, .data = b.head, .exp_avg = b.m2, .exp_avg_sq = b.v2},
+        {.name = "visual.conv1.weight",
+         .dtype = NN_ST_F32,
+         .rank = 2,
+         .shape = {2, 3},
+         .data = b.conv,
+         .exp_avg = b.m1,
+         .exp_avg_sq = b.v1},
+        {.name = "text_decoder.text_projection.bias",
+         .dtype = NN_ST_F32,
+         .rank = 1,
+         .shape = {4},
+         .data = b.head,
+         .exp_avg = b.m2,
+         .exp_avg_sq = b.v2},
         {.name = "cap_fq", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 3}, .data = b.fq},
         {.name = "num_samples", .dtype = NN_ST_F64, .rank = 2, .shape = {1, 1}, .data = b.ns},
     };

@@ -87,8 +87,8 @@ int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out)
 /* Saves the whole training state of `m` (weights, moments, IDF buffers, the AdamW step under
  * NN_CKPT_META_OPT_STEP) plus the caller's metadata (config, schedule position, RNG state, data
  * cursor ...; the key NN_CKPT_META_OPT_STEP is reserved as well). Errors as nn_ckpt_save. */
-int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta,
-                     size_t n_meta, char *err, size_t errlen);
+int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta, size_t n_meta,
+                     char *err, size_t errlen);
 
 /* Loads `path` into `m` with nn_ckpt_load's checks and flags. Unless NN_CKPT_WEIGHTS_ONLY, the
  * file must hold NN_CKPT_META_OPT_STEP (else CORE_ENOT_FOUND, model untouched) and the AdamW step
