@@ -57,7 +57,8 @@ static const char usage_text[] =
     "                       tokens per caption, flags, vocabulary\n"
     "  get STORE KEY [--vocab FILE]\n"
     "                       one record: caption, tokens decoded, label ids, image, source.\n"
-    "                       KEY is a sequence number or a member key\n"
+    "                       KEY: a sequence number (#N, or digits without a leading zero) or a\n"
+    "                       member key (key:NAME, or anything else, e.g. 000123)\n"
     "  cat STORE KEY        the raw image bytes to stdout\n"
     "  verify STORE         CRC + decode every record and image; names the bad ones\n"
     "  top-tokens STORE [-n N] [--vocab FILE]\n"
@@ -730,15 +731,23 @@ static int find_cb(void *ud, uint64_t seq, const uint8_t *v, size_t len)
     return 0;
 }
 
-/* KEY: a sequence number, or a member key (first match in sequence order). */
+/* KEY: "#N" or digits without a leading zero are a sequence number; "key:NAME" or anything else is
+ * a member key (first match in sequence order). Webdataset keys are usually zero-padded digits
+ * ("000123"), which therefore read as keys. */
 static int resolve_key(pl_store_t *st, const char *key, uint64_t *seq)
 {
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = strtoull(key, &end, 10);
-    if (key[0] != '\0' && *end == '\0' && errno == 0) {
-        *seq = v;
-        return 0;
+    const char *num = key[0] == '#' ? key + 1 : (key[0] != '0' || key[1] == '\0' ? key : NULL);
+    if (num && num[0] >= '0' && num[0] <= '9') {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(num, &end, 10);
+        if (*end == '\0' && errno == 0) {
+            *seq = v;
+            return 0;
+        }
+    }
+    if (strncmp(key, "key:", 4) == 0) {
+        key += 4;
     }
     find_t f = {key, 0, 0};
     int rc = pl_store_foreach(st, find_cb, &f);

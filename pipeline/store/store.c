@@ -1029,6 +1029,9 @@ int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_s
         (st->caps.shard_max_records && nrec >= st->caps.shard_max_records)) {
         rc = shard_open(st, st->n_shards, s->next_seq, 1);
         if (rc < 0) {
+            /* The batch is committed; only the next shard could not be created. */
+            core_log_err("%s: batch committed, but the next shard could not be created: %s",
+                         st->dir, core_strerror(rc));
             st->failed = rc;
             return rc;
         }

@@ -133,6 +133,18 @@ T_CASE(tool_ingest_inspect_export_round_trip)
     T_ASSERT(strstr(out, "decoded:  grinning face , smile , happy , cheerful and cheery") != NULL);
     core_free(out);
 
+    /* KEY forms: #N and plain N are sequence numbers, zero-padded digits and key:NAME are keys */
+    const char *g1[] = {sc, "get", store, "#0", "--json", NULL};
+    j = run_json(g1, 0);
+    T_ASSERT_EQ(json_integer_value(json_object_get(j, "seq")), 0);
+    json_decref(j);
+    const char *g2[] = {sc, "get", store, "key:edge_05_1x1_jpeg", "--json", NULL};
+    j = run_json(g2, 0);
+    T_ASSERT_EQ(json_integer_value(json_object_get(json_object_get(j, "image"), "width")), 1);
+    json_decref(j);
+    const char *g3[] = {sc, "get", store, "0999", NULL};
+    T_ASSERT_EQ(run(g3, NULL, NULL), 6); /* a key, and no record has it */
+
     /* cat: the exact bytes of the member (03 is the PNG stored as .jpg) */
     const char *cat[] = {sc, "cat", store, "bad_03_png_named_jpg", NULL};
     T_ASSERT_EQ(run(cat, &out, &len), 0);
