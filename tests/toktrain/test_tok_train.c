@@ -467,7 +467,7 @@ static char *naive_train(const char *const *texts, size_t n_texts, uint32_t targ
 
 /* Random texts over a small alphabet: long runs of one letter, multi-byte letters, digits,
  * punctuation, contractions and HTML entities, so every code path of the counts is hit. */
-static char **random_texts(uint64_t seed, size_t n)
+static char **random_texts(uint64_t seed, size_t n, uint32_t max_parts, int letters_only)
 {
     static const char *const parts[] = {"a", "a", "b", "ab", "ba", "aa", "\xc3\xa9", "\xc3\x9f",
                                         "x", "1", "-", "'s", " ", " ", " ", "!!", "&amp;", "A",
@@ -476,11 +476,14 @@ static char **random_texts(uint64_t seed, size_t n)
     core_rng_init(&rng, seed, 0);
     char **texts = core_calloc(n + 1, sizeof(char *));
     for (size_t i = 0; i < n; i++) {
-        char buf[256];
+        char buf[1024];
         size_t len = 0;
-        uint32_t k = 1 + core_rng_below(&rng, 12);
+        uint32_t k = 1 + (uint32_t)core_rng_below(&rng, max_parts);
         for (uint32_t j = 0; j < k; j++) {
-            const char *p = parts[core_rng_below(&rng, sizeof(parts) / sizeof(parts[0]))];
+            /* letters_only: the first 8 parts, so words get long, with long runs of one letter. */
+            uint64_t np = letters_only ? 8 : sizeof(parts) / sizeof(parts[0]);
+            const char *p = parts[core_rng_below(&rng, np)];
+            T_ASSERT(len + strlen(p) < sizeof buf);
             memcpy(buf + len, p, strlen(p));
             len += strlen(p);
         }
@@ -498,17 +501,21 @@ static void free_texts(char **texts)
     core_free(texts);
 }
 
+/* Short texts with many words, then few texts of long words (the trainer updates counts only
+ * around each merge's occurrences; long words have many occurrences and runs per word). */
 T_CASE(matches_naive_trainer)
 {
-    for (uint64_t seed = 1; seed <= 3; seed++) {
-        char **texts = random_texts(seed, 200);
+    for (uint64_t seed = 1; seed <= 6; seed++) {
+        int long_words = seed > 3;
+        size_t nt = long_words ? 40 : 200;
+        char **texts = random_texts(seed, nt, long_words ? 120 : 12, long_words);
         uint32_t n;
-        pl_tok_trainer_t *t = train_texts((const char *const *)texts, 200, 100000, &n);
+        pl_tok_trainer_t *t = train_texts((const char *const *)texts, nt, 100000, &n);
         const char *path = tmp_path("naive.txt");
         T_ASSERT_OK(pl_tok_trainer_write(t, path));
         pl_tok_trainer_free(t);
         char *got = merge_lines(path, n);
-        char *want = naive_train((const char *const *)texts, 200, 100000);
+        char *want = naive_train((const char *const *)texts, nt, 100000);
         if (strcmp(got, want) != 0) {
             T_FAIL("seed %llu: trainer and naive trainer differ:\n--- trainer\n%s--- naive\n%s",
                    (unsigned long long)seed, got, want);
