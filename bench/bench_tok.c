@@ -226,8 +226,8 @@ int main(int argc, char **argv)
         }
         pl_tok_free(tok);
     }
-    printf("c: %s, build %s, %zu texts, %zu bytes, %d reps, load %.1f ms, sink %llu\n",
-           __VERSION__, BENCH_BUILDTYPE, g.n, g.bytes, reps, load_s / reps * 1e3,
+    printf("c: %s, build %s, %zu texts, %zu bytes, %d reps, load %.1f ms, sink %llu\n", __VERSION__,
+           BENCH_BUILDTYPE, g.n, g.bytes, reps, load_s / reps * 1e3,
            (unsigned long long)(sink % 1000));
     const char *names[2] = {"cold", "warm"};
     double *v[2] = {cold, warm};

@@ -20,11 +20,12 @@
  * Updates are incremental: every pair keeps a list of the words that contain (or once contained)
  * it, and a merge revisits only those words, and in each only the stretches around the merged
  * occurrences (word_apply): their pair counts are taken out, the word is rewritten, and the new
- * counts put back. A 100 KiB word of random letters thus trains in under a second, not minutes. The best pair comes from a lazy max-heap: a pair is pushed
- * whenever its count changes, and an entry whose count is no longer the pair's count is dropped
- * when it surfaces. Because each learned merge is applied to every word at the time it is learned,
- * and all lower-ranked merges were applied before it, the words' final segmentation is exactly
- * what the rank-ordered apply step produces for them.
+ * counts put back. A 100 KiB word of random letters thus trains in under a second, not minutes. The
+ * best pair comes from a lazy max-heap: a pair is pushed whenever its count changes, and an entry
+ * whose count is no longer the pair's count is dropped when it surfaces. Because each learned merge
+ * is applied to every word at the time it is learned, and all lower-ranked merges were applied
+ * before it, the words' final segmentation is exactly what the rank-ordered apply step produces for
+ * them.
  *
  * Output: the header PL_TOK_SCTOK_HEADER with the merge count ("#version: 0.2 sc-tok merges=N"),
  * then one "left right" line per merge in rank order, each ending in '\n' (tok_load.c reads it). */
@@ -81,16 +82,16 @@ struct pl_tok_trainer_s {
     size_t smap_cap;
 
     /* training state */
-    uint32_t *seq;      /* all words' symbols, back to back */
-    size_t *seq_off;    /* word w's symbols start at seq[seq_off[w]] */
-    uint32_t *seq_len;  /* and there are seq_len[w] of them (shrinks as merges apply) */
-    uint32_t *wstamp;   /* per word: last merge step that visited it */
-    uint32_t *pa, *pb;  /* pair p = (pa[p], pb[p]) */
-    int64_t *pcount;    /* current count */
-    int64_t *ppushed;   /* count of the newest heap entry (-1: none) */
-    uint8_t *pdead;     /* merged or refused: never a candidate again */
-    uint32_t *pstamp;   /* per pair: last merge step that touched its count */
-    u32vec_t *pwords;   /* words containing the pair (may hold stale entries) */
+    uint32_t *seq;     /* all words' symbols, back to back */
+    size_t *seq_off;   /* word w's symbols start at seq[seq_off[w]] */
+    uint32_t *seq_len; /* and there are seq_len[w] of them (shrinks as merges apply) */
+    uint32_t *wstamp;  /* per word: last merge step that visited it */
+    uint32_t *pa, *pb; /* pair p = (pa[p], pb[p]) */
+    int64_t *pcount;   /* current count */
+    int64_t *ppushed;  /* count of the newest heap entry (-1: none) */
+    uint8_t *pdead;    /* merged or refused: never a candidate again */
+    uint32_t *pstamp;  /* per pair: last merge step that touched its count */
+    u32vec_t *pwords;  /* words containing the pair (may hold stale entries) */
     size_t n_pairs, pairs_cap;
     uint32_t *pmap; /* (a, b) -> pair index + 1 */
     size_t pmap_cap;

@@ -47,9 +47,9 @@ static char *merge_lines(const char *path, uint32_t n_merges)
 /* Sennrich et al.'s example: low x5, lower x2, newest x6, widest x3. Worked by hand: (e,s) and
  * (s,t</w>) tie at 9 and "e" < "s"; later ties at 6 go to "e" < "n" < "w" and "ew" < "n"; at 3 to
  * "d" < "i" < "w"; at 2 to "e" < "lo" < "w". Then every count is below 2. */
-static const char *const k_sennrich[] = {
-    "low low low low low", "lower lower", "newest newest newest newest newest newest",
-    "widest widest widest"};
+static const char *const k_sennrich[] = {"low low low low low", "lower lower",
+                                         "newest newest newest newest newest newest",
+                                         "widest widest widest"};
 static const char k_sennrich_merges[] = "e s\n"
                                         "es t</w>\n"
                                         "l o\n"
@@ -469,9 +469,9 @@ static char *naive_train(const char *const *texts, size_t n_texts, uint32_t targ
  * punctuation, contractions and HTML entities, so every code path of the counts is hit. */
 static char **random_texts(uint64_t seed, size_t n, uint32_t max_parts, int letters_only)
 {
-    static const char *const parts[] = {"a", "a", "b", "ab", "ba", "aa", "\xc3\xa9", "\xc3\x9f",
-                                        "x", "1", "-", "'s", " ", " ", " ", "!!", "&amp;", "A",
-                                        "\xe7\x8c\xab", "\xf0\x9f\x98\x80"};
+    static const char *const parts[] = {
+        "a", "a", "b", "ab", "ba",    "aa", "\xc3\xa9",     "\xc3\x9f",        "x", "1", "-", "'s",
+        " ", " ", " ", "!!", "&amp;", "A",  "\xe7\x8c\xab", "\xf0\x9f\x98\x80"};
     core_rng_t rng;
     core_rng_init(&rng, seed, 0);
     char **texts = core_calloc(n + 1, sizeof(char *));
