@@ -540,6 +540,16 @@ static void log_reject(pl_ingest_t *ing, const file_run_t *fr, const char *key, 
     }
 }
 
+/* A group without an image member or without a caption member (by member names only). */
+static int group_incomplete(const group_t *g)
+{
+    int has_img = 0;
+    for (int i = SLOT_JPG; i <= SLOT_WEBP; i++) {
+        has_img |= g->slot[i].present;
+    }
+    return !has_img || !(g->slot[SLOT_TXT].present || g->slot[SLOT_JSON].present);
+}
+
 /* Finishes the current group: split-key bookkeeping, processing, batching, maybe a commit. */
 static int group_finish(pl_ingest_t *ing, file_run_t *fr)
 {
@@ -548,14 +558,7 @@ static int group_finish(pl_ingest_t *ing, file_run_t *fr)
         return 0;
     }
     int rc = 0;
-    int incomplete = 0;
-    {
-        int has_img = 0;
-        for (int i = SLOT_JPG; i <= SLOT_WEBP; i++) {
-            has_img |= g->slot[i].present;
-        }
-        incomplete = !has_img || !(g->slot[SLOT_TXT].present || g->slot[SLOT_JSON].present);
-    }
+    int incomplete = group_incomplete(g);
     uint64_t prev_index = 0;
     int prev_incomplete = 0;
     int seen = pl__keymap_lookup(&ing->keys, g->key, &prev_index, &prev_incomplete);
@@ -727,6 +730,12 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
         if (r < ARCHIVE_WARN) {
             damaged = 1;
             damage = archive_error_string(a);
+            /* A sample that lacks members when the archive breaks was cut by the damage: its
+             * missing members may well have followed. */
+            if (g->has_members && g->index >= fr.start && group_incomplete(g) &&
+                g->reject == PL_REJECT_NONE) {
+                g->reject = PL_REJECT_ARCHIVE_DAMAGED;
+            }
             break;
         }
         ing->stats.bytes_in = bytes_before + (uint64_t)archive_filter_bytes(a, -1);
