@@ -332,6 +332,8 @@ T_CASE(reencode_max_side)
     T_ASSERT_OK(pl_img_reencode_max_side(ctx, d, n, NULL, 64, 90, &out, &out_len, &oi, &err));
     T_ASSERT(out == NULL);
     T_ASSERT_EQ(out_len, 0);
+    T_ASSERT_EQ(oi.format, PL_IMG_PNG); /* the original's probe info */
+    T_ASSERT_EQ(oi.width, 64);
     /* ...but is at 32, composited on white, as a JPEG. */
     T_ASSERT_OK(pl_img_reencode_max_side(ctx, d, n, NULL, 32, 90, &out, &out_len, &oi, &err));
     T_ASSERT(out != NULL);

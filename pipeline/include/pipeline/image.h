@@ -142,10 +142,11 @@ int pl_img_verify(pl_img_ctx_t *ctx, const uint8_t *data, size_t len, const pl_i
  * exceeds max_side, decodes it, resizes so the longer side is exactly max_side (the shorter side
  * rounds to nearest, at least 1) with antialiased bicubic (PIL convention), and encodes a baseline
  * 4:2:0 JPEG at `quality` (1..100; 0 means 90). Then *out is a core_malloc'd buffer the caller owns
- * and frees with core_free, *out_len its size, and *out_info describes it. If the image is not
- * bigger than max_side, nothing is decoded beyond the probe, *out is NULL and *out_len 0 (the
- * caller keeps the original bytes). Errors: as pl_img_decode_rgb, CORE_ECONFIG for max_side 0 or a
- * bad quality, CORE_EUNSUPPORTED/ENOMEM from the encoder. */
+ * and frees with core_free, *out_len its size, and *out_info (may be NULL) describes the new JPEG.
+ * If the image is not bigger than max_side, nothing is decoded beyond the probe, *out is NULL,
+ * *out_len 0 and *out_info the original's probe info (the caller keeps the original bytes; with
+ * verify=full it still has to verify them). Errors: as pl_img_decode_rgb, CORE_ECONFIG for max_side
+ * 0 or a bad quality, CORE_EUNSUPPORTED/ENOMEM from the encoder. */
 int pl_img_reencode_max_side(pl_img_ctx_t *ctx, const uint8_t *data, size_t len,
                              const pl_img_limits_t *lim, uint32_t max_side, int quality,
                              uint8_t **out, size_t *out_len, pl_img_info_t *out_info,
