@@ -132,16 +132,15 @@ NN__HOT static void gelu_range(void *ctx, int chunk, int lo, int hi)
     (void)chunk;
     if (j->mode == 0) {
         for (int i = lo; i < hi; i++) {
-            float v = x[i];
-            y[i] = 0.5f * v * (1.0f + nn__erff(v * 0.70710678118654752f));
+            float pdf;
+            y[i] = x[i] * nn__gelu_cdf_pdf(x[i], &pdf);
         }
         return;
     }
-    /* d/dx x Phi(x) = Phi(x) + x phi(x), phi(x) = exp(-x^2/2) / sqrt(2 pi) */
+    /* d/dx x Phi(x) = Phi(x) + x phi(x) */
     for (int i = lo; i < hi; i++) {
-        float v = x[i];
-        float cdf = 0.5f * (1.0f + nn__erff(v * 0.70710678118654752f));
-        float pdf = 0.39894228040143268f * nn__expf(-0.5f * v * v);
+        float v = x[i], pdf;
+        float cdf = nn__gelu_cdf_pdf(v, &pdf);
         float d = dy[i] * (cdf + v * pdf);
         y[i] = j->mode == 1 ? y[i] + d : d;
     }
