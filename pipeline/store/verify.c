@@ -8,8 +8,9 @@
  * time for large photos). libjpeg's corrupt-data warnings are errors, except the same benign ones
  * pl_img_verify ignores (pipeline/image/jpeg.c).
  * WebP: decoded in the codec's native colour space (YUV for lossy VP8, RGBA for lossless VP8L)
- * into a reused buffer: every pixel is reconstructed, only the RGB conversion and the alpha
- * compositing are skipped.
+ * into a reused buffer, without VP8's in-loop deblocking filter: the whole bitstream is parsed and
+ * every macroblock reconstructed; only the smoothing, the RGB conversion and the alpha compositing
+ * are skipped.
  * PNG (and anything else): pl_img_verify.
  *
  * Limits always come first: pl_img_probe refuses decompression bombs before any decoder runs. */
@@ -196,6 +197,9 @@ static int verify_webp(pl__verifier_t *v, const uint8_t *data, size_t len,
     if (reserve(v, need) < 0) {
         return fail(err, PL_IMG_R_NO_MEMORY, CORE_ERR(ENOMEM), "webp: out of memory");
     }
+    /* The in-loop deblocking filter only smooths reconstructed pixels; skipping it leaves the
+     * bitstream parse (where corruption shows) complete. */
+    cfg.options.bypass_filtering = 1;
     cfg.output.is_external_memory = 1;
     if (lossless) {
         cfg.output.colorspace = MODE_RGBA;
