@@ -36,6 +36,39 @@ static void set_sun(struct sockaddr_un *sa, const char *path)
     memcpy(sa->sun_path, path, n + 1);
 }
 
+/* Daemons still running when a test fails are killed at exit (only by the test process itself,
+ * not by a forked child that exits). */
+static pid_t g_pids[8];
+static pid_t g_owner;
+
+static void kill_leftovers(void)
+{
+    if (getpid() != g_owner) {
+        return;
+    }
+    for (int i = 0; i < 8; i++) {
+        if (g_pids[i] > 0) {
+            kill(g_pids[i], SIGKILL);
+            waitpid(g_pids[i], NULL, 0);
+            g_pids[i] = 0;
+        }
+    }
+}
+
+static void track(pid_t old, pid_t pid)
+{
+    if (g_owner == 0) {
+        g_owner = getpid();
+        atexit(kill_leftovers);
+    }
+    for (int i = 0; i < 8; i++) {
+        if (g_pids[i] == old) {
+            g_pids[i] = pid;
+            return;
+        }
+    }
+}
+
 void td_sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
@@ -142,6 +175,11 @@ void td_start(td_daemon_t *d)
     T_ASSERT(pid >= 0);
     if (pid == 0) {
         setenv("NOTIFY_SOCKET", notify, 1);
+        if (d->watchdog_usec != 0) {
+            char us[32];
+            snprintf(us, sizeof us, "%u", d->watchdog_usec);
+            setenv("WATCHDOG_USEC", us, 1);
+        }
         if (getenv("SC_DATAD_LOG") == NULL) {
             setenv("SC_LOG_LEVEL", "info", 1);
         }
@@ -149,6 +187,7 @@ void td_start(td_daemon_t *d)
         _exit(127);
     }
     d->pid = pid;
+    track(0, pid);
     uint64_t deadline = core_now_ns() / 1000000u + 30000;
     for (;;) {
         struct pollfd p = {nfd, POLLIN, 0};
@@ -165,6 +204,7 @@ void td_start(td_daemon_t *d)
         }
         int st = 0;
         if (waitpid(pid, &st, WNOHANG) == pid) {
+            track(pid, 0);
             d->pid = -1;
             close(nfd);
             T_FAIL("sc-datad exited before READY (status %d)", st);
@@ -173,6 +213,10 @@ void td_start(td_daemon_t *d)
             close(nfd);
             T_FAIL("sc-datad did not become ready in 30 s");
         }
+    }
+    if (d->keep_notify) {
+        d->notify_fd = nfd;
+        return;
     }
     close(nfd);
     unlink(notify);
@@ -189,11 +233,13 @@ int td_stop(td_daemon_t *d, int sig)
     for (;;) {
         pid_t r = waitpid(d->pid, &st, WNOHANG);
         if (r == d->pid) {
+            track(d->pid, 0);
             break;
         }
         if (core_now_ns() / 1000000u > deadline) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, &st, 0);
+            track(d->pid, 0);
             d->pid = -1;
             T_FAIL("sc-datad did not exit within 60 s of signal %d", sig);
         }
@@ -201,6 +247,14 @@ int td_stop(td_daemon_t *d, int sig)
     }
     d->pid = -1;
     return st;
+}
+
+void td_stop_clean(td_daemon_t *d)
+{
+    int st = td_stop(d, SIGTERM);
+    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+        T_FAIL("sc-datad did not exit cleanly on SIGTERM (status 0x%x)", st);
+    }
 }
 
 int td_connect(const char *sock)

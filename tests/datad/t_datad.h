@@ -16,6 +16,9 @@ typedef struct td_daemon_s {
     char store[1100], spool[1100], sock[1100], ctl[1100];
     char sets[16][512]; /* extra --set assignments */
     int n_sets;
+    int keep_notify;         /* keep the NOTIFY_SOCKET open after READY (notify_fd) */
+    int notify_fd;
+    unsigned watchdog_usec;  /* sets WATCHDOG_USEC for the daemon when non-zero */
 } td_daemon_t;
 
 /* Paths under a fresh subdirectory `name` of t_tmpdir(). Skips when the vocabulary is absent. */
@@ -29,6 +32,8 @@ uint64_t td_store_build(const char *store_dir, const char *const *tars, size_t n
 void td_start(td_daemon_t *d);
 /* Sends sig and waits; returns the wait status. */
 int td_stop(td_daemon_t *d, int sig);
+/* SIGTERM, then asserts a clean exit 0 (a sanitizer abort or signal fails the test). */
+void td_stop_clean(td_daemon_t *d);
 /* One control request line; the reply (one line) into resp. Returns 0 or -1. */
 int td_ctl(const char *ctl_path, const char *req, char *resp, size_t cap);
 /* A raw connection to the data socket; returns the fd. */

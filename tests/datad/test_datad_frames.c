@@ -1,13 +1,16 @@
 /* sc-datad integration: malformed frames of every kind close only the offending connection (after
  * an ERROR frame naming the problem when possible) while another client keeps streaming. */
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
 #include "core/crc32c.h"
+#include "core/timing.h"
 #include "pipeline/client.h"
 #include "proto/proto.h"
 #include "t.h"
@@ -237,7 +240,87 @@ T_CASE(datad_malformed_frames)
     T_ASSERT(p != NULL);
     T_ASSERT(atoi(p + 13) >= bad);
     pl_client_close(good);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
+}
+
+T_CASE(datad_permissions_and_notify)
+{
+    td_daemon_t d;
+    td_init(&d, "perm");
+    td_store_build(d.store, digits, 1);
+    td_set(&d, "spool.enabled=false");
+    td_set(&d, "server.workers=1");
+    td_set(&d, "socket.mode=0666");
+    td_set(&d, "socket.group=100");
+    td_set(&d, "socket.allow_uids=4242");
+    d.keep_notify = 1;
+    d.watchdog_usec = 400000;
+    td_start(&d);
+
+    /* Mode and group set right after bind. */
+    struct stat st;
+    T_ASSERT(stat(d.sock, &st) == 0);
+    T_ASSERT(S_ISSOCK(st.st_mode));
+    T_ASSERT_EQ(st.st_mode & 0777, 0666);
+    T_ASSERT_EQ(st.st_gid, 100);
+    T_ASSERT(stat(d.ctl, &st) == 0);
+    T_ASSERT_EQ(st.st_mode & 0777, 0666);
+
+    /* sd_notify: WATCHDOG=1 at half the interval and STATUS= lines arrive after READY. */
+    int got_wd = 0, got_status = 0;
+    uint64_t deadline = core_now_ns() / 1000000u + 5000;
+    while ((!got_wd || !got_status) && core_now_ns() / 1000000u < deadline) {
+        struct pollfd p = {d.notify_fd, POLLIN, 0};
+        if (poll(&p, 1, 100) > 0) {
+            char msg[512];
+            ssize_t r = recv(d.notify_fd, msg, sizeof msg - 1, 0);
+            if (r > 0) {
+                msg[r] = '\0';
+                got_wd |= strstr(msg, "WATCHDOG=1") != NULL;
+                got_status |= strstr(msg, "STATUS=") != NULL;
+            }
+        }
+    }
+    T_ASSERT(got_wd);
+    T_ASSERT(got_status);
+    close(d.notify_fd);
+
+    /* The daemon's own uid passes the allow-list. */
+    pl_client_opts_t o;
+    td_client_opts(&o, d.sock, 0, 1, 8, 5);
+    pl_client_t *c = NULL;
+    T_ASSERT_OK(pl_client_open(&o, &c));
+    proto_batch_t b;
+    T_ASSERT_OK(pl_client_next(c, &b));
+
+    /* Another uid that is not listed is refused with EACCES (needs root to switch uid; the test
+     * directories are made traversable for it). */
+    if (geteuid() == 0) {
+        T_ASSERT(chmod(t_tmpdir(), 0711) == 0);
+        T_ASSERT(chmod(d.dir, 0711) == 0);
+        fflush(NULL);
+        pid_t pid = fork();
+        T_ASSERT(pid >= 0);
+        if (pid == 0) {
+            if (setgid(65534) != 0 || setuid(65534) != 0) {
+                _exit(3);
+            }
+            /* Refused at accept, before any frame: just read the ERROR. */
+            int fd = td_connect(d.sock);
+            char param[8];
+            _exit(expect_close(fd, param, sizeof param) == CORE_ERR(EACCES) ? 0 : 1);
+        }
+        int ws = 0;
+        T_ASSERT(waitpid(pid, &ws, 0) == pid);
+        T_ASSERT(WIFEXITED(ws));
+        T_ASSERT_EQ(WEXITSTATUS(ws), 0);
+        char resp[8192];
+        T_ASSERT_OK(td_ctl(d.ctl, "{\"cmd\":\"status\"}", resp, sizeof resp));
+        T_ASSERT(strstr(resp, "\"connections_refused\":1") != NULL);
+    }
+    T_ASSERT_OK(pl_client_next(c, &b));
+    pl_client_close(c);
+    td_stop_clean(&d);
 }
 
 T_MAIN()

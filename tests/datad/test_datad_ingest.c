@@ -177,7 +177,7 @@ T_CASE(datad_spool_ingest_while_streaming)
     T_ASSERT_EQ(count_dir(d.spool, ".tar"), 0);
     snprintf(sub, sizeof sub, "%s/failed", d.spool);
     T_ASSERT_EQ(count_dir(sub, ".tar"), 0);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
 }
 
 T_CASE(datad_half_written_not_taken)
@@ -216,7 +216,7 @@ T_CASE(datad_half_written_not_taken)
     T_ASSERT(json_object_get(rej, "archive_damaged") == NULL);
     json_decref(j);
     T_ASSERT(access(hidden, F_OK) == 0);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
 }
 
 static void digest(const char *store, char hex[65], uint64_t *n)
@@ -281,7 +281,7 @@ static void sigterm_case(const char *name, int stop_timeout_s)
         T_ASSERT_OK(td_ctl(d.ctl, req, resp, sizeof resp));
     }
     long long n_final = wait_ingested(&d, 3, 120000);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
     T_ASSERT_U64_EQ((uint64_t)n_final, n_ref);
     uint64_t n_dig = 0;
     digest(d.store, hex, &n_dig);
@@ -352,9 +352,7 @@ T_CASE(datad_sc_ctl_commands)
     T_ASSERT_EQ(sh(cmd, out, sizeof out), 1);
     snprintf(cmd, sizeof cmd, "%s/tools/sc-ctl --socket %s stop", root, d.ctl);
     T_ASSERT_EQ(sh(cmd, out, sizeof out), 0);
-    int st = 0;
-    T_ASSERT(waitpid(d.pid, &st, 0) == d.pid);
-    d.pid = -1;
+    int st = td_stop(&d, 0); /* signal 0: just wait for the exit that `stop` asked for */
     T_ASSERT(WIFEXITED(st));
     T_ASSERT_EQ(WEXITSTATUS(st), 0);
     T_ASSERT(access(d.sock, F_OK) != 0); /* sockets removed on a clean exit */

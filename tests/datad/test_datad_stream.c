@@ -93,7 +93,7 @@ T_CASE(datad_two_ranks_cover_epoch)
     T_ASSERT_U64_EQ(total, W * per_rank);
     T_ASSERT(n - total < (uint64_t)W * B); /* only the remainder is dropped */
     core_free(seen);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
 }
 
 static void run_stream(const char *sock, uint64_t epoch, uint64_t pos, int nb, snap_t *out)
@@ -125,7 +125,7 @@ T_CASE(datad_resume_and_worker_count)
     run_stream(d.sock, 0, 52 * 32, NB + 4, full);
     run_stream(d.sock, 0, 52 * 32, 3, part);
     run_stream(d.sock, part[2].epoch, part[2].position, NB - 3, part + 3);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
     for (int i = 0; i < NB; i++) {
         T_ASSERT(memcmp(&full[i], &part[i], sizeof(snap_t)) == 0);
     }
@@ -138,7 +138,7 @@ T_CASE(datad_resume_and_worker_count)
     td_start(&d);
     snap_t again[NB + 4];
     run_stream(d.sock, 0, 52 * 32, NB + 4, again);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
     for (int i = 0; i < NB + 4; i++) {
         T_ASSERT(memcmp(&full[i], &again[i], sizeof(snap_t)) == 0);
     }
@@ -187,7 +187,7 @@ T_CASE(datad_kill9_restart_no_gap)
     T_ASSERT_U64_EQ(e, 1);
     pl_client_close(c);
     core_free(seen);
-    T_ASSERT_EQ(WEXITSTATUS(td_stop(&d, SIGTERM)), 0);
+    td_stop_clean(&d);
 }
 
 T_MAIN()
