@@ -83,9 +83,9 @@ static const core_cfg_key_t keys[] = {
       "Batch assembly threads (decode + augment); 0 = number of CPUs."),
     K("server", "max_clients", CORE_CFG_UINT, max_clients, 1, 65536, "256", NULL,
       "Connections beyond this are refused with an ERROR frame."),
-    K("server", "max_inflight", CORE_CFG_UINT, max_inflight, 1, 64, "4", NULL,
-      "Batches one client may have in assembly at once (also bounded by its credits), so one "
-      "client cannot occupy every worker."),
+    K("server", "max_inflight", CORE_CFG_UINT, max_inflight, 0, 1024, "0", NULL,
+      "Batches one client may have in assembly at once (also bounded by its credits); 0 = the "
+      "number of workers. Lower it to keep one client from occupying every worker."),
     K("server", "max_frame", CORE_CFG_SIZE, max_frame, 65536, 1073741824.0, "1G", NULL,
       "Largest BATCH frame a client may ask for (batch_size x out_h x out_w x 3 + labels)."),
     K("server", "max_client_bytes", CORE_CFG_SIZE, max_client_bytes, 65536, 1099511627776.0, "4G",

@@ -110,7 +110,11 @@ char *datad__status_json(datad_t *d)
     json_object_set_new(sv, "bad_records", json_integer((json_int_t)d->pool.stats.bad_records));
     json_object_set_new(sv, "bad_images", json_integer((json_int_t)d->pool.stats.bad_images));
     pthread_mutex_unlock(&d->pool.mu);
-    json_object_set_new(sv, "clients", json_integer(d->n_conns));
+    unsigned trainers = 0;
+    for (const datad_conn_t *c = d->conns; c != NULL; c = c->next) {
+        trainers += c->kind == DATAD_CONN_DATA;
+    }
+    json_object_set_new(sv, "clients", json_integer(trainers)); /* data connections */
     json_object_set_new(sv, "connections_total", json_integer((json_int_t)d->conns_total));
     json_object_set_new(sv, "connections_refused", json_integer((json_int_t)d->conns_refused));
     json_object_set_new(sv, "bad_frames", json_integer((json_int_t)d->frames_bad));

@@ -112,10 +112,14 @@ static void cron_cb(uv_timer_t *t)
     }
     if (now_ms - d->last_notify_ms >= 2000) {
         d->last_notify_ms = now_ms;
+        unsigned trainers = 0;
+        for (const datad_conn_t *c = d->conns; c != NULL; c = c->next) {
+            trainers += c->kind == DATAD_CONN_DATA;
+        }
         sd_notifyf(0,
                    "STATUS=%llu records, %.1f records/s ingested; %u clients, %.1f batches/s, "
                    "%.1f MB/s",
-                   (unsigned long long)atomic_load(&d->committed), d->rate_records, d->n_conns,
+                   (unsigned long long)atomic_load(&d->committed), d->rate_records, trainers,
                    d->rate_batches, d->rate_bytes / 1e6);
     }
     if (d->watchdog_usec > 0 && (now_ms - d->last_watchdog_ms) * 1000 >= d->watchdog_usec / 2) {

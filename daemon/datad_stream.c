@@ -103,8 +103,9 @@ static void pump(datad_conn_t *c)
     datad_t *d = c->d;
     const proto_hello_t *h = &c->hello;
     uint64_t step = (uint64_t)h->world * h->batch_size;
+    uint64_t max_inflight = d->cfg->max_inflight ? d->cfg->max_inflight : d->pool.n_threads;
     while (c->state == DATAD_ST_STREAM && !d->stopping && c->credits > 0 &&
-           c->inflight < d->cfg->max_inflight) {
+           c->inflight < max_inflight) {
         uint64_t n = 0;
         int r = epoch_records(d, h->seed, c->sched_epoch, step, &n);
         if (r < 0) {

@@ -44,7 +44,7 @@ static void set_err(pl_client_t *c, const char *fmt, ...)
 void pl_client_opts_default(pl_client_opts_t *o)
 {
     memset(o, 0, sizeof(*o));
-    o->window = 2;
+    o->window = 4;
     o->connect_timeout_ms = 10000;
     o->io_timeout_ms = 120000;
     o->reconnect_ms = 60000;

@@ -2,6 +2,7 @@
  * an ERROR frame naming the problem when possible) while another client keeps streaming. */
 #include <poll.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -320,6 +321,74 @@ T_CASE(datad_permissions_and_notify)
     }
     T_ASSERT_OK(pl_client_next(c, &b));
     pl_client_close(c);
+    td_stop_clean(&d);
+}
+
+static long long status_int(const char *ctl, const char *key)
+{
+    char resp[1 << 16];
+    T_ASSERT_OK(td_ctl(ctl, "{\"cmd\":\"status\"}", resp, sizeof resp));
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    char *p = strstr(resp, pat);
+    T_ASSERT(p != NULL);
+    return atoll(p + strlen(pat));
+}
+
+T_CASE(datad_slow_client_never_stalls_another)
+{
+    td_daemon_t d;
+    td_init(&d, "slow");
+    td_store_build(d.store, digits, 1);
+    td_set(&d, "spool.enabled=false");
+    td_set(&d, "server.workers=2");
+    td_start(&d);
+
+    /* S asks for 8 big batches (224x224, 32 images: ~4.8 MB each) and never reads. */
+    pl_client_opts_t so;
+    td_client_opts(&so, d.sock, 0, 1, 32, 11);
+    so.hello.out_h = so.hello.out_w = 224;
+    so.hello.initial_credits = 8;
+    uint8_t buf[512];
+    size_t n = 0;
+    T_ASSERT_OK(proto_hello_encode(buf, sizeof buf, &so.hello, &n));
+    int slow = td_connect(d.sock);
+    send_raw(slow, buf, n);
+
+    /* F streams small batches meanwhile. */
+    pl_client_opts_t o;
+    td_client_opts(&o, d.sock, 0, 1, 16, 12);
+    o.reconnect_ms = 0;
+    pl_client_t *fast = NULL;
+    T_ASSERT_OK(pl_client_open(&o, &fast));
+    double t0 = core_now_s();
+    for (int i = 0; i < 150; i++) {
+        proto_batch_t b;
+        T_ASSERT_OK(pl_client_next(fast, &b));
+    }
+    double dt = core_now_s() - t0;
+    T_ASSERT(dt < 60.0);
+    /* S got what its credits allow and no more. */
+    long long sent = status_int(d.ctl, "batches_sent");
+    T_ASSERT(sent >= 150);
+    T_ASSERT(sent <= 150 + 2 + 8); /* F's window + S's credits */
+    T_ASSERT_EQ(status_int(d.ctl, "clients"), 2);
+
+    /* S reads part of a frame and hangs up: cleaned up, F unaffected. */
+    uint8_t part[1000];
+    T_ASSERT(recv(slow, part, sizeof part, 0) > 0);
+    close(slow);
+    for (int i = 0; i < 20; i++) {
+        proto_batch_t b;
+        T_ASSERT_OK(pl_client_next(fast, &b));
+    }
+    uint64_t deadline = core_now_ns() / 1000000u + 5000;
+    while (status_int(d.ctl, "clients") != 1) {
+        T_ASSERT(core_now_ns() / 1000000u < deadline);
+        td_sleep_ms(20);
+    }
+    T_ASSERT_U64_EQ(pl_client_reconnects(fast), 0);
+    pl_client_close(fast);
     td_stop_clean(&d);
 }
 

@@ -65,7 +65,7 @@ T_CASE(datad_cfg_rejects_bad_values)
     T_ASSERT_ERR(core_cfg_apply_override(&datad_cfg_table, &c, "server.nope=1", err, sizeof err),
                  CORE_ECONFIG);
     T_ASSERT(strstr(err, "unknown key") != NULL);
-    T_ASSERT_ERR(core_cfg_apply_override(&datad_cfg_table, &c, "server.max_inflight=0", err,
+    T_ASSERT_ERR(core_cfg_apply_override(&datad_cfg_table, &c, "server.max_inflight=1025", err,
                                          sizeof err),
                  CORE_ECONFIG);
     T_ASSERT_ERR(core_cfg_apply_override(&datad_cfg_table, &c, "log.level=loud", err, sizeof err),

@@ -24,7 +24,10 @@ typedef struct pl_client_opts_s {
     const char *socket_path; /* borrowed for pl_client_open only */
     proto_hello_t hello;     /* parameters and the starting cursor (epoch, position);
                                 initial_credits is replaced by `window` */
-    uint32_t window;         /* credits outstanding, 1..1024 (default 2) */
+    uint32_t window;         /* credits outstanding, 1..1024 (default 4). The daemon assembles
+                                at most `window` of this client's batches at once: for one
+                                trainer, a window near the daemon's worker count keeps every
+                                worker busy */
     int connect_timeout_ms;  /* one attempt: connect + WELCOME (default 10000) */
     int io_timeout_ms;       /* silence while waiting for a batch before the connection is
                                 considered lost (default 120000; 0 = wait forever) */

@@ -1,0 +1,272 @@
+/* Checkpoint policy of sc-traind: file names, the run state in the metadata, an integrity CRC,
+ * retention (last K + every M-th), and resuming from the newest VALID checkpoint.
+ *
+ * File: <dir>/ckpt-<step, 12 digits>-<seq, 8 digits>.safetensors, written by nn_ckpt_vit_save
+ * (temporary file, fsync, rename, directory fsync). safetensors has no checksum of its own, so the
+ * metadata carries traind.crc32c over every tensor's bytes (data, then moments) in table order; a
+ * file that fails to open, to match the model, or this CRC is reported and the next older one is
+ * tried. Metadata keys (all decimal strings unless said):
+ *   traind.step, traind.seq, traind.epoch, traind.position, traind.skipped, traind.samples,
+ *   traind.seed, traind.total_steps, traind.backbone, traind.image_size, traind.vocab_size,
+ *   traind.vocab_hash (hex), traind.vocab_path, traind.crc32c (8 hex digits),
+ *   traind.lr_position (the schedule's step index: equal to traind.step). */
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/alloc.h"
+#include "core/crc32c.h"
+#include "core/err.h"
+#include "core/log.h"
+#include "nn/ckpt.h"
+#include "traind.h"
+
+uint32_t traind__ckpt_crc(const nn_vit_t *m)
+{
+    uint32_t crc = 0;
+    size_t n = nn_vit_num_tensors(m);
+    for (size_t i = 0; i < n; i++) {
+        nn_tensor_t t;
+        if (nn_vit_tensor(m, i, &t) < 0) {
+            continue;
+        }
+        size_t bytes = t.numel * (t.dtype == NN_DTYPE_F64 ? 8 : 4);
+        crc = core_crc32c(crc, t.data, bytes);
+        if (t.m != NULL) {
+            crc = core_crc32c(crc, t.m, bytes);
+            crc = core_crc32c(crc, t.v, bytes);
+        }
+    }
+    return crc;
+}
+
+typedef struct ck_s {
+    uint64_t step, seq;
+    char name[96];
+} ck_t;
+
+static int ck_cmp_desc(const void *a, const void *b)
+{
+    const ck_t *x = a, *y = b;
+    if (x->step != y->step) {
+        return x->step < y->step ? 1 : -1;
+    }
+    return x->seq < y->seq ? 1 : (x->seq > y->seq ? -1 : 0);
+}
+
+/* Lists ckpt-*.safetensors newest first. *out core_malloc'd. */
+static int list_ckpts(const char *dir, ck_t **out, size_t *n_out)
+{
+    *out = NULL;
+    *n_out = 0;
+    DIR *dp = opendir(dir);
+    if (dp == NULL) {
+        return errno == ENOENT ? 0 : CORE_ERR(errno);
+    }
+    size_t n = 0, cap = 0;
+    ck_t *v = NULL;
+    struct dirent *e;
+    while ((e = readdir(dp)) != NULL) {
+        unsigned long long step, seq;
+        char tail[32];
+        if (sscanf(e->d_name, "ckpt-%12llu-%8llu%31s", &step, &seq, tail) != 3 ||
+            strcmp(tail, ".safetensors") != 0 || strlen(e->d_name) >= sizeof v[0].name) {
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            ck_t *nv = core_realloc(v, cap * sizeof *v);
+            if (nv == NULL) {
+                core_free(v);
+                closedir(dp);
+                return CORE_ERR(ENOMEM);
+            }
+            v = nv;
+        }
+        v[n].step = step;
+        v[n].seq = seq;
+        snprintf(v[n].name, sizeof v[n].name, "%s", e->d_name);
+        n++;
+    }
+    closedir(dp);
+    if (n > 1) {
+        qsort(v, n, sizeof *v, ck_cmp_desc);
+    }
+    *out = v;
+    *n_out = n;
+    return 0;
+}
+
+static void retention(const traind_cfg_t *cfg)
+{
+    ck_t *v;
+    size_t n;
+    if (list_ckpts(cfg->ckpt_dir, &v, &n) < 0) {
+        return;
+    }
+    for (size_t i = (size_t)cfg->ckpt_keep_last; i < n; i++) {
+        if (cfg->ckpt_milestone_every > 0 && v[i].seq % cfg->ckpt_milestone_every == 0) {
+            continue;
+        }
+        char p[4200];
+        snprintf(p, sizeof p, "%s/%s", cfg->ckpt_dir, v[i].name);
+        if (unlink(p) == 0) {
+            core_log_info("checkpoint %s removed (keep_last %llu)", v[i].name,
+                          (unsigned long long)cfg->ckpt_keep_last);
+        }
+    }
+    core_free(v);
+}
+
+int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_meta_t *meta,
+                      const traind_state_t *st, char *path_out, size_t path_cap)
+{
+    if (mkdir(cfg->ckpt_dir, 0750) != 0 && errno != EEXIST) {
+        int e = errno;
+        core_log_err("checkpoint.dir %s: %s", cfg->ckpt_dir, strerror(e));
+        return CORE_ERR(e);
+    }
+    char v[16][80];
+    nn_st_meta_t kv[16];
+    size_t k = 0;
+#define KV(k_, ...)                                                                               \
+    do {                                                                                           \
+        snprintf(v[k], sizeof v[k], __VA_ARGS__);                                                  \
+        kv[k].key = k_;                                                                            \
+        kv[k].value = v[k];                                                                        \
+        k++;                                                                                       \
+    } while (0)
+    KV("traind.step", "%" PRIu64, st->step);
+    KV("traind.seq", "%" PRIu64, st->seq);
+    KV("traind.epoch", "%" PRIu64, st->epoch);
+    KV("traind.position", "%" PRIu64, st->position);
+    KV("traind.skipped", "%" PRIu64, st->skipped);
+    KV("traind.samples", "%" PRIu64, st->samples);
+    KV("traind.lr_position", "%" PRIu64, st->step);
+    KV("traind.seed", "%" PRIu64, meta->seed);
+    KV("traind.total_steps", "%" PRIu64, meta->total_steps);
+    KV("traind.backbone", "%s", meta->backbone);
+    KV("traind.image_size", "%d", meta->image_size);
+    KV("traind.vocab_size", "%d", meta->vocab_size);
+    KV("traind.vocab_hash", "%s", meta->vocab_hash);
+    KV("traind.crc32c", "%08x", traind__ckpt_crc(m));
+#undef KV
+    kv[k].key = "traind.vocab_path";
+    kv[k].value = meta->vocab_path;
+    k++;
+    char path[4200];
+    snprintf(path, sizeof path, "%s/ckpt-%012" PRIu64 "-%08" PRIu64 ".safetensors", cfg->ckpt_dir,
+             st->step, st->seq);
+    char err[512] = "";
+    int rc = nn_ckpt_vit_save(path, m, kv, k, err, sizeof err);
+    if (rc < 0) {
+        core_log_err("checkpoint %s: %s (%s)", path, core_strerror(rc), err);
+        return rc;
+    }
+    snprintf(path_out, path_cap, "%s", path);
+    retention(cfg);
+    return 0;
+}
+
+static int meta_u64(nn_st_file_t *f, const char *key, uint64_t *out)
+{
+    const char *s = nn_st_meta_get(f, key);
+    if (s == NULL) {
+        return CORE_ENOT_FOUND;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno != 0 || *end != '\0' || end == s) {
+        return CORE_ECORRUPT;
+    }
+    *out = v;
+    return 0;
+}
+
+int traind__ckpt_resume(const traind_cfg_t *cfg, nn_vit_t *m, const traind_meta_t *meta,
+                        traind_state_t *st, char *path_out, size_t path_cap)
+{
+    ck_t *v;
+    size_t n;
+    int rc = list_ckpts(cfg->ckpt_dir, &v, &n);
+    if (rc < 0) {
+        core_log_err("checkpoint.dir %s: %s", cfg->ckpt_dir, core_strerror(rc));
+        return rc;
+    }
+    int found = 0;
+    for (size_t i = 0; i < n && !found && rc == 0; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", cfg->ckpt_dir, v[i].name);
+        char err[512] = "";
+        nn_st_file_t *f = NULL;
+        int lr = nn_ckpt_vit_load(path, m, 0, &f, err, sizeof err);
+        if (lr < 0) {
+            core_log_warn("checkpoint %s is damaged or does not fit this model (%s: %s); "
+                          "skipping it",
+                          path, core_err_name(lr), err);
+            continue;
+        }
+        const char *hash = nn_st_meta_get(f, "traind.vocab_hash");
+        const char *crc = nn_st_meta_get(f, "traind.crc32c");
+        char mine[16];
+        snprintf(mine, sizeof mine, "%08x", traind__ckpt_crc(m));
+        traind_state_t s;
+        memset(&s, 0, sizeof s);
+        if (crc == NULL || strcmp(crc, mine) != 0 || meta_u64(f, "traind.step", &s.step) < 0 ||
+            meta_u64(f, "traind.seq", &s.seq) < 0 || meta_u64(f, "traind.epoch", &s.epoch) < 0 ||
+            meta_u64(f, "traind.position", &s.position) < 0 ||
+            meta_u64(f, "traind.skipped", &s.skipped) < 0 ||
+            meta_u64(f, "traind.samples", &s.samples) < 0) {
+            core_log_warn("checkpoint %s is damaged (CRC %s, computed %s, or run state missing); "
+                          "skipping it",
+                          path, crc != NULL ? crc : "absent", mine);
+            nn_st_close(f);
+            continue;
+        }
+        uint64_t seed = 0;
+        if (meta_u64(f, "traind.seed", &seed) == 0 && seed != meta->seed) {
+            core_log_warn("checkpoint %s: seed %llu, config says %llu; continuing with the "
+                          "config's (the data order changes)",
+                          path, (unsigned long long)seed, (unsigned long long)meta->seed);
+        }
+        snprintf(s.vocab_hash, sizeof s.vocab_hash, "%s", hash != NULL ? hash : "");
+        *st = s;
+        snprintf(path_out, path_cap, "%s", path);
+        found = 1;
+        nn_st_close(f);
+    }
+    core_free(v);
+    return rc < 0 ? rc : found;
+}
+
+int traind__ckpt_peek_vocab(const traind_cfg_t *cfg, int *vocab_size)
+{
+    ck_t *v;
+    size_t n;
+    if (list_ckpts(cfg->ckpt_dir, &v, &n) < 0) {
+        return 0;
+    }
+    int found = 0;
+    for (size_t i = 0; i < n && !found; i++) {
+        char path[4200];
+        snprintf(path, sizeof path, "%s/%s", cfg->ckpt_dir, v[i].name);
+        nn_st_file_t *f = NULL;
+        if (nn_st_open(path, NULL, &f, NULL, 0) < 0) {
+            continue;
+        }
+        uint64_t vs = 0;
+        if (meta_u64(f, "traind.vocab_size", &vs) == 0 && vs > 0 && vs < (1u << 24)) {
+            *vocab_size = (int)vs;
+            found = 1;
+        }
+        nn_st_close(f);
+    }
+    core_free(v);
+    return found;
+}
