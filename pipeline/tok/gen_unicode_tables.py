@@ -102,6 +102,23 @@ def main():
     def final(s):
         return s.lower()[-1] == '\u03c2'
 
+    # NFC quick check, as the reference's unicodedata sees it: text made only of characters with
+    # canonical combining class 0 and NFC_Quick_Check=Yes is already NFC. "No": NFC changes the
+    # character alone; "Maybe": it can be the second half of a primary composite (Hangul vowel
+    # and trailing jamo are composed algorithmically, so they are added by hand).
+    maybe = set(range(0x1161, 0x1176)) | set(range(0x11A8, 0x11C3))
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        d = unicodedata.decomposition(chr(cp))
+        if d and not d.startswith('<'):
+            parts = d.split()
+            if len(parts) == 2 and unicodedata.normalize('NFC', chr(cp)) == chr(cp):
+                maybe.add(int(parts[1], 16))
+    nfc_unsafe = ranges(lambda cp: unicodedata.combining(chr(cp)) != 0 or cp in maybe or
+                        unicodedata.normalize('NFC', chr(cp)) != chr(cp))
+    assert nfc_unsafe[0][0] >= 0x300, nfc_unsafe[0]
+
     cased_stop = ranges(lambda cp: final(chr(cp) + SIGMA))
     ignorable = ranges(lambda cp: final('A' + chr(cp) + SIGMA) and not final(chr(cp) + SIGMA))
 
@@ -130,18 +147,23 @@ def main():
     w('')
     w('/* str.lower results that differ from utf8proc_tolower: {code point, n, mapping[3]}. */')
     w('#define PL__UNI_N_LOWER_FIX %d' % len(lower_fix))
+    w('#define PL__UNI_LOWER_MAX %d /* code points one str.lower mapping can give */'
+      % max([1] + [len(m) for _, m in lower_fix]))
     w('static const uint32_t pl__uni_lower_fix[PL__UNI_N_LOWER_FIX][5] = {')
     for cp, m in lower_fix:
         assert 1 <= len(m) <= 3
         m3 = m + [0] * (3 - len(m))
         w('    {0x%04X, %d, 0x%04X, 0x%04X, 0x%04X},' % (cp, len(m), m3[0], m3[1], m3[2]))
     w('};')
-    for name, rs_ in (('cased', cased_stop), ('ignorable', ignorable)):
+    notes = {
+        'cased': 'Cased and not Case_Ignorable (inclusive ranges).',
+        'ignorable': 'Case_Ignorable (inclusive ranges).',
+        'nfc_unsafe': 'Combining class > 0 or NFC_Quick_Check No/Maybe (inclusive ranges; none\n'
+                      ' * below U+0300): text without these is already NFC.',
+    }
+    for name, rs_ in (('cased', cased_stop), ('ignorable', ignorable), ('nfc_unsafe', nfc_unsafe)):
         w('')
-        if name == 'cased':
-            w('/* Cased and not Case_Ignorable (inclusive ranges). */')
-        else:
-            w('/* Case_Ignorable (inclusive ranges). */')
+        w('/* %s */' % notes[name])
         w('#define PL__UNI_N_%s %d' % (name.upper(), len(rs_)))
         w('static const uint32_t pl__uni_%s[PL__UNI_N_%s][2] = {' % (name, name.upper()))
         for a, b in rs_:

@@ -9,12 +9,22 @@
 
 #define SMALL_PIECE 256 /* bytes of a pre-token that fit the on-stack symbol buffer */
 
+#define BATCH 32 /* pre-tokens whose cache sets are prefetched together */
+
+typedef struct {
+    const char *p;
+    size_t len;
+    uint64_t h;
+} piece_t;
+
 typedef struct {
     const pl_tok_t *tok;
     uint32_t *ids;
     size_t cap;
     size_t n;    /* ids produced so far (may exceed cap) */
     size_t stop; /* stop the walk once n reaches this */
+    piece_t batch[BATCH];
+    size_t nb;
 } enc_t;
 
 static void emit(enc_t *e, const uint32_t *ids, size_t k)
@@ -26,9 +36,9 @@ static void emit(enc_t *e, const uint32_t *ids, size_t k)
     }
 }
 
-static int piece_cb(void *ud, const char *piece, size_t len)
+/* BPE of one pre-token (through the cache); returns 0 or a negative error. */
+static int do_piece(enc_t *e, const char *piece, size_t len, uint64_t h)
 {
-    enc_t *e = ud;
     const pl_tok_t *tok = e->tok;
     const uint8_t *p = (const uint8_t *)piece;
     /* The reference's cache is seeded with the two special strings, so a pre-token that is exactly
@@ -36,22 +46,28 @@ static int piece_cb(void *ud, const char *piece, size_t len)
     if (len == 15 && memcmp(piece, "<start_of_text>", 15) == 0) {
         uint32_t id = pl_tok_sot(tok);
         emit(e, &id, 1);
-        return e->n >= e->stop;
+        return 0;
     }
     if (len == 13 && memcmp(piece, "<end_of_text>", 13) == 0) {
         uint32_t id = pl_tok_eot(tok);
         emit(e, &id, 1);
-        return e->n >= e->stop;
+        return 0;
     }
-    uint64_t h = 0;
-    int cacheable = tok->cache != NULL && len <= PL__CACHE_KEY_MAX;
+    /* Short words live in the short-word cache unless their result has too many ids (a run of
+     * CJK characters, say); those, and longer words, live in the long-word cache. */
+    int cacheable = len <= PL__CACHE_LONG_KEY;
     if (cacheable) {
-        uint32_t hit[PL__CACHE_IDS_MAX];
-        h = pl__tok_hash_bytes(p, len);
-        int k = pl__tok_cache_get(tok->cache, h, p, len, hit);
+        uint32_t hit[PL__CACHE_LONG_IDS];
+        int k = -1;
+        if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
+            k = pl__tok_cache_get(tok->cache, h, p, len, hit, tok->cache_long == NULL);
+        }
+        if (k < 0 && tok->cache_long != NULL) {
+            k = pl__tok_cache_get(tok->cache_long, h, p, len, hit, 1);
+        }
         if (k >= 0) {
             emit(e, hit, (size_t)k);
-            return e->n >= e->stop;
+            return 0;
         }
     }
     uint32_t small[SMALL_PIECE];
@@ -75,34 +91,82 @@ static int piece_cb(void *ud, const char *piece, size_t len)
     if (rc == 0) {
         emit(e, syms, n);
         if (cacheable) {
-            pl__tok_cache_put(tok->cache, h, p, len, syms, n);
+            pl__tok_cache_t *c = len <= PL__CACHE_SHORT_KEY && n <= PL__CACHE_SHORT_IDS
+                                     ? tok->cache
+                                     : tok->cache_long;
+            if (c != NULL) {
+                pl__tok_cache_put(c, h, p, len, syms, n);
+            }
         }
     }
     if (syms != small) {
         core_free(syms);
     }
-    return rc < 0 ? rc : e->n >= e->stop;
+    return rc;
+}
+
+/* Runs the batched pre-tokens: first their hashes and cache prefetches, so the memory loads of a
+ * whole caption overlap, then the lookups. Returns 1 when encoding should stop, or an error. */
+static int flush(enc_t *e)
+{
+    const pl_tok_t *tok = e->tok;
+    size_t nb = e->nb;
+    e->nb = 0;
+    for (size_t i = 0; i < nb; i++) {
+        piece_t *pc = &e->batch[i];
+        if (pc->len <= PL__CACHE_LONG_KEY) {
+            pc->h = pl__tok_hash_bytes(pc->p, pc->len);
+            pl__tok_cache_t *c = pc->len <= PL__CACHE_SHORT_KEY ? tok->cache : tok->cache_long;
+            if (c != NULL) {
+                pl__tok_cache_prefetch(c, pc->h);
+            }
+        }
+    }
+    for (size_t i = 0; i < nb; i++) {
+        int rc = do_piece(e, e->batch[i].p, e->batch[i].len, e->batch[i].h);
+        if (rc < 0) {
+            return rc;
+        }
+        if (e->n >= e->stop) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static int piece_cb(void *ud, const char *piece, size_t len)
+{
+    enc_t *e = ud;
+    e->batch[e->nb++] = (piece_t){piece, len, 0};
+    return e->nb == BATCH ? flush(e) : 0;
 }
 
 static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
 {
+    char buf[4096]; /* captions up to ~1 KiB clean without allocating */
     char *clean;
     size_t clen;
-    int rc = pl_tok_clean(text, len, &clean, &clen);
+    int rc = pl__tok_clean_into(text, len, buf, sizeof buf, &clean, &clen);
     if (rc < 0) {
         return rc;
     }
     e->tok = tok;
     e->n = 0;
+    e->nb = 0;
     rc = clen > 0 ? pl_tok_pretokenize(clean, clen, piece_cb, e) : 0;
-    core_free(clean);
+    if (rc == 0 && e->nb > 0) {
+        rc = flush(e);
+    }
+    if (clean != buf) {
+        core_free(clean);
+    }
     return rc < 0 ? rc : 0;
 }
 
 int pl_tok_encode(const pl_tok_t *tok, const char *text, size_t len, uint32_t *ids, size_t cap,
                   size_t *n_out)
 {
-    enc_t e = {tok, ids, cap, 0, SIZE_MAX};
+    enc_t e = {.tok = tok, .ids = ids, .cap = cap, .stop = SIZE_MAX};
     *n_out = 0;
     int rc = encode(tok, text, len, &e);
     if (rc == 0) {
@@ -118,7 +182,7 @@ int pl_tok_row(const pl_tok_t *tok, const char *text, size_t len, uint32_t row[P
      * kept, and one more tells that the text was cut: stop encoding at 76. */
     const size_t keep = PL_TOK_CONTEXT - 2;
     uint32_t buf[PL_TOK_CONTEXT];
-    enc_t e = {tok, buf, keep + 1, 0, keep + 1};
+    enc_t e = {.tok = tok, .ids = buf, .cap = keep + 1, .stop = keep + 1};
     int rc = encode(tok, text, len, &e);
     if (rc < 0) {
         return rc;
@@ -261,13 +325,20 @@ int pl_tok_decode(const pl_tok_t *tok, const uint32_t *ids, size_t n, char *out,
 
 int pl_tok_set_cache(pl_tok_t *tok, size_t max_entries)
 {
-    pl__tok_cache_t *c;
-    int rc = pl__tok_cache_new(max_entries, &c);
+    pl__tok_cache_t *c = NULL, *cl = NULL;
+    int rc = pl__tok_cache_new(max_entries, PL__CACHE_SHORT_KEY, PL__CACHE_SHORT_IDS, &c);
+    if (rc == 0) {
+        rc = pl__tok_cache_new(max_entries / PL__CACHE_LONG_SHARE, PL__CACHE_LONG_KEY,
+                               PL__CACHE_LONG_IDS, &cl);
+    }
     if (rc < 0) {
+        pl__tok_cache_free(c);
         return rc;
     }
     pl__tok_cache_free(tok->cache);
+    pl__tok_cache_free(tok->cache_long);
     tok->cache = c;
+    tok->cache_long = cl;
     return 0;
 }
 
@@ -275,6 +346,9 @@ void pl_tok_cache_clear(const pl_tok_t *tok)
 {
     if (tok->cache != NULL) {
         pl__tok_cache_clear(tok->cache);
+    }
+    if (tok->cache_long != NULL) {
+        pl__tok_cache_clear(tok->cache_long);
     }
 }
 
@@ -285,5 +359,8 @@ void pl_tok_cache_stats(const pl_tok_t *tok, uint64_t *hits, uint64_t *misses, s
     *entries = 0;
     if (tok->cache != NULL) {
         pl__tok_cache_stats(tok->cache, hits, misses, entries);
+    }
+    if (tok->cache_long != NULL) {
+        pl__tok_cache_stats(tok->cache_long, hits, misses, entries);
     }
 }

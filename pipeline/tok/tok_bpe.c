@@ -24,11 +24,12 @@ uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_
     uint64_t i = pl__tok_mix(key) & tok->mmask;
     for (;;) {
         pl__tok_work++;
-        uint64_t k = tok->mkey[i];
-        if (k == key) {
-            *new_id = tok->mnew[i];
-            return tok->mrank[i];
+        const pl__merge_slot_t *sl = &tok->mtab[i];
+        if (sl->key == key) {
+            *new_id = sl->new_id;
+            return sl->rank;
         }
+        uint64_t k = sl->key;
         if (k == UINT64_MAX) {
             return PL__TOK_NONE;
         }
@@ -39,6 +40,8 @@ uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_
 static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
 {
     uint32_t rank[PL__TOK_SHORT_WORD], nid[PL__TOK_SHORT_WORD];
+    uint8_t src[PL__TOK_SHORT_WORD]; /* old index of a copied symbol, NEW for a merged one */
+    enum { NEW = 0xff };
     for (size_t i = 0; i + 1 < n; i++) {
         rank[i] = pl__tok_merge_find(tok, w[i], w[i + 1], &nid[i]);
     }
@@ -58,16 +61,27 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
         size_t o = at, i = at;
         while (i < n) {
             if (i + 1 < n && w[i] == a && w[i + 1] == b) {
+                src[o] = NEW;
                 w[o++] = ab;
                 i += 2;
             } else {
+                src[o] = (uint8_t)i;
                 w[o++] = w[i++];
             }
         }
         n = o;
-        size_t from = at > 0 ? at - 1 : 0;
-        for (size_t k = from; k + 1 < n; k++) {
-            rank[k] = pl__tok_merge_find(tok, w[k], w[k + 1], &nid[k]);
+        /* Pairs of two symbols copied from adjacent places keep their rank; only pairs touching
+         * a new symbol are looked up. Reading rank[src[k]] in place is safe: src[k] >= k. */
+        if (at > 0) {
+            rank[at - 1] = pl__tok_merge_find(tok, w[at - 1], w[at], &nid[at - 1]);
+        }
+        for (size_t k = at; k + 1 < n; k++) {
+            if (src[k] != NEW && src[k + 1] == src[k] + 1) {
+                rank[k] = rank[src[k]];
+                nid[k] = nid[src[k]];
+            } else {
+                rank[k] = pl__tok_merge_find(tok, w[k], w[k + 1], &nid[k]);
+            }
         }
     }
     return n;

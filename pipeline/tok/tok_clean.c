@@ -22,9 +22,16 @@ static int is_ascii_space(uint8_t c)
     return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20);
 }
 
-static int clean_ascii(const uint8_t *s, size_t len, char **out, size_t *out_len)
+/* Output goes to buf when `need` bytes fit, else to a new core_malloc'd buffer. */
+static char *out_buf(char *buf, size_t cap, size_t need)
 {
-    char *o = core_malloc(len + 1);
+    return need <= cap ? buf : core_malloc(need);
+}
+
+static int clean_ascii(const uint8_t *s, size_t len, char *buf, size_t cap, char **out,
+                       size_t *out_len)
+{
+    char *o = out_buf(buf, cap, len + 1);
     if (o == NULL) {
         return CORE_ERR(ENOMEM);
     }
@@ -72,11 +79,15 @@ static uint32_t sigma(const uint32_t *s, size_t n, size_t i)
     return final ? 0x3C2 : 0x3C3;
 }
 
-int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
+#define STACK_CPS 1024 /* code points handled without allocating */
+
+int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char **out,
+                       size_t *out_len)
 {
     int rc = 0;
     const uint8_t *s = (const uint8_t *)text;
-    uint32_t *cps = NULL, *tmp = NULL;
+    uint32_t stack_cps[STACK_CPS], stack_tmp[STACK_CPS];
+    uint32_t *cps = stack_cps, *tmp = stack_tmp;
     char *o = NULL;
     *out = NULL;
     *out_len = 0;
@@ -90,24 +101,31 @@ int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
         amp |= s[i] == '&';
     }
     if (ascii && !amp) {
-        return clean_ascii(s, len, out, out_len);
+        return clean_ascii(s, len, buf, cap, out, out_len);
     }
 
-    size_t n = 0;
-    if (ascii) {
-        cps = core_malloc((len + 1) * sizeof *cps);
+    /* Decode (and so validate); at most one code point per byte. */
+    if (len > STACK_CPS) {
+        cps = core_malloc(len * sizeof *cps);
         CORE_FAIL_IF(cps == NULL, CORE_ERR(ENOMEM));
-        for (size_t i = 0; i < len; i++) {
-            cps[i] = s[i];
+    }
+    size_t n = 0;
+    int nfc_needed = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        CORE_FAIL_IF(pl__utf8_next(s, len, &i, &cp) != 0, CORE_EBAD_UTF8);
+        nfc_needed |= !pl__uni_nfc_quick_yes(cp);
+        cps[n++] = cp;
+    }
+    if (nfc_needed) {
+        uint32_t *nfc;
+        size_t nn;
+        CORE_TRY(pl__uni_nfc(s, len, &nfc, &nn));
+        if (cps != stack_cps) {
+            core_free(cps);
         }
-        n = len;
-    } else {
-        /* Validate first so the error is ours, not utf8proc's. */
-        for (size_t i = 0; i < len;) {
-            uint32_t cp;
-            CORE_FAIL_IF(pl__utf8_next(s, len, &i, &cp) != 0, CORE_EBAD_UTF8);
-        }
-        CORE_TRY(pl__uni_nfc(s, len, &cps, &n));
+        cps = nfc;
+        n = nn;
     }
     pl__tok_work += n;
 
@@ -116,8 +134,10 @@ int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
         amp = cps[i] == '&';
     }
     if (amp) {
-        tmp = core_malloc((n + 1) * sizeof *tmp);
-        CORE_FAIL_IF(tmp == NULL, CORE_ERR(ENOMEM));
+        if (n > STACK_CPS) {
+            tmp = core_malloc(n * sizeof *tmp);
+            CORE_FAIL_IF(tmp == NULL, CORE_ERR(ENOMEM));
+        }
         size_t m;
         pl__html_unescape(cps, n, tmp, &m);
         pl__html_unescape(tmp, m, cps, &n);
@@ -141,15 +161,20 @@ int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
     }
     n = c;
 
-    /* lower; a code point maps to at most 3, each at most 4 bytes. */
-    size_t cap;
-    CORE_TRY(core_size_mul(n, 12, &cap));
-    o = core_malloc(cap + 1);
+    /* lower: each code point gives at most pl__uni_lower_max() code points of 4 bytes. */
+    size_t need;
+    CORE_TRY(core_size_mul(n, 4 * pl__uni_lower_max(), &need));
+    o = out_buf(buf, cap, need + 1);
     CORE_FAIL_IF(o == NULL, CORE_ERR(ENOMEM));
     size_t ol = 0;
     for (size_t i = 0; i < n; i++) {
         uint32_t low[3];
         int k;
+        if (cps[i] < 0x80) {
+            uint32_t ch = cps[i];
+            o[ol++] = (char)((ch >= 'A' && ch <= 'Z') ? ch + 32 : ch);
+            continue;
+        }
         if (cps[i] == 0x3A3) {
             low[0] = sigma(cps, n, i);
             k = 1;
@@ -161,14 +186,24 @@ int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
         }
     }
     o[ol] = '\0';
-    core_free(cps);
-    core_free(tmp);
     *out = o;
     *out_len = ol;
-    return 0;
+    o = NULL;
 fail:
-    core_free(cps);
-    core_free(tmp);
-    core_free(o);
+    if (cps != stack_cps) {
+        core_free(cps);
+    }
+    if (tmp != stack_tmp) {
+        core_free(tmp);
+    }
+    if (o != NULL && o != buf) {
+        core_free(o);
+    }
     return rc;
+}
+
+int pl_tok_clean(const char *text, size_t len, char **out, size_t *out_len)
+{
+    /* No caller buffer: the result is always core_malloc'd, as the header promises. */
+    return pl__tok_clean_into(text, len, NULL, 0, out, out_len);
 }

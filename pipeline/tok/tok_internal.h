@@ -19,6 +19,12 @@
 
 typedef struct pl__tok_cache_s pl__tok_cache_t;
 
+typedef struct {
+    uint64_t key; /* UINT64_MAX: empty */
+    uint32_t rank;
+    uint32_t new_id;
+} pl__merge_slot_t;
+
 struct pl_tok_s {
     uint32_t n_merges;
     uint32_t vocab_size;
@@ -32,13 +38,13 @@ struct pl_tok_s {
     /* Initial BPE symbols: canonical id of byte b as a non-final / final ("</w>") symbol. */
     uint32_t byte_id[256];
     uint32_t byte_id_w[256];
-    /* Merge table, open addressing: key (a << 32 | b) of canonical ids -> rank and result id. */
-    uint64_t *mkey;
-    uint32_t *mrank;
-    uint32_t *mnew;
+    /* Merge table, open addressing: key (a << 32 | b) of canonical ids -> rank and result id,
+     * one 16-byte slot each so a probe touches one cache line. */
+    pl__merge_slot_t *mtab;
     uint64_t mmask;
     char hash[PL_TOK_HASH_HEX];
-    pl__tok_cache_t *cache; /* NULL when disabled */
+    pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
+    pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
 };
 
 /* Work counter (merge-table probes, heap steps, entity lookups, code points cleaned) of the
@@ -64,12 +70,23 @@ int pl__uni_is_pyspace(uint32_t cp); /* Python str.isspace */
 int pl__uni_lower(uint32_t cp, uint32_t out[3]);
 int pl__uni_is_cased(uint32_t cp);     /* Cased and not Case_Ignorable */
 int pl__uni_is_ignorable(uint32_t cp); /* Case_Ignorable */
+/* Most code points a str.lower mapping gives (2: U+0130). */
+size_t pl__uni_lower_max(void);
+/* 1 when cp has combining class 0 and NFC_Quick_Check=Yes for the reference: text made only of
+ * such code points is already NFC. */
+int pl__uni_nfc_quick_yes(uint32_t cp);
 /* NFC of valid UTF-8 as the reference Python sees it. *out is core_malloc'd. */
 int pl__uni_nfc(const uint8_t *s, size_t len, uint32_t **out, size_t *n_out);
 /* 0 when the linked utf8proc has the Unicode version the tables were generated against. */
 int pl__uni_check_version(void);
 const char *pl__uni_utf8proc_version(void);
 const char *pl__uni_expected_version(void); /* utf8proc's Unicode when the tables were made */
+
+/* --- tok_clean.c --- */
+/* pl_tok_clean, writing into buf (cap bytes) when the result fits, else into a core_malloc'd
+ * buffer: the caller frees *out when *out != buf. */
+int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char **out,
+                       size_t *out_len);
 
 /* --- tok_html.c --- */
 /* Python html.unescape over code points. Output is never longer than the input, so `out` needs
@@ -93,18 +110,33 @@ static inline uint64_t pl__tok_mix(uint64_t k)
 uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);
 
 /* --- tok_cache.c --- */
-#define PL__CACHE_KEY_MAX 32 /* bytes of a pre-token that may be cached */
-#define PL__CACHE_IDS_MAX 16 /* ids of a cached result */
-int pl__tok_cache_new(size_t max_entries, pl__tok_cache_t **out);
+/* Two caches per tokenizer: short words in 64-byte entries, longer ones in 256-byte entries. */
+#define PL__CACHE_SHORT_KEY 24
+#define PL__CACHE_SHORT_IDS 8
+#define PL__CACHE_LONG_KEY 88
+#define PL__CACHE_LONG_IDS 40
+#define PL__CACHE_LONG_SHARE 16 /* the long-word cache has 1/16 of the entries */
+/* About max_entries entries (a power of two, at least 256) for keys up to key_max bytes with up
+ * to ids_max ids; 0 entries gives *out = NULL (no cache). */
+int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__tok_cache_t **out);
 void pl__tok_cache_free(pl__tok_cache_t *c);
+size_t pl__tok_cache_key_max(const pl__tok_cache_t *c);
 uint64_t pl__tok_hash_bytes(const void *p, size_t n);
-/* Copies the cached ids of key into ids (room for PL__CACHE_IDS_MAX) and returns their count,
- * or -1 on a miss. Thread-safe. */
+/* Alignment for a randomly probed table of `bytes` (2 MiB from 1 MiB up), and the hint that asks
+ * for transparent huge pages for it. */
+size_t pl__tok_table_align(size_t bytes);
+void pl__tok_advise_huge(void *p, size_t bytes);
+/* Hints the memory of key's set into the CPU cache (no lock; no effect on results). */
+void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h);
+/* Copies the cached ids of key into ids (room for the cache's ids_max) and returns their count,
+ * or -1 on a miss, which is counted only when count_miss is set (a lookup that falls back to the
+ * other cache is one lookup). Thread-safe. */
 int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
-                      uint32_t *ids);
+                      uint32_t *ids, int count_miss);
 /* Stores a result; keys or results over the limits are ignored. Thread-safe. */
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
                        const uint32_t *ids, size_t n);
+/* Adds this cache's counters to *hits, *misses, *entries. */
 void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, size_t *entries);
 void pl__tok_cache_clear(pl__tok_cache_t *c);
 

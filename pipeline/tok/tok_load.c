@@ -345,11 +345,13 @@ static int build(pl_tok_t *tok, const char *text, size_t tlen)
     while (tcap < (size_t)nm * 2) {
         tcap *= 2;
     }
-    tok->mkey = core_malloc(tcap * sizeof *tok->mkey);
-    tok->mrank = core_malloc(tcap * sizeof *tok->mrank);
-    tok->mnew = core_malloc(tcap * sizeof *tok->mnew);
-    CORE_FAIL_IF(tok->mkey == NULL || tok->mrank == NULL || tok->mnew == NULL, CORE_ERR(ENOMEM));
-    memset(tok->mkey, 0xff, tcap * sizeof *tok->mkey);
+    tok->mtab = core_malloc_aligned(pl__tok_table_align(tcap * sizeof *tok->mtab),
+                                    tcap * sizeof *tok->mtab);
+    CORE_FAIL_IF(tok->mtab == NULL, CORE_ERR(ENOMEM));
+    pl__tok_advise_huge(tok->mtab, tcap * sizeof *tok->mtab);
+    for (size_t i = 0; i < tcap; i++) {
+        tok->mtab[i].key = UINT64_MAX;
+    }
     tok->mmask = tcap - 1;
     for (uint32_t i = 0; i < nm; i++) {
         uint32_t mid = 512 + i;
@@ -360,12 +362,11 @@ static int build(pl_tok_t *tok, const char *text, size_t tlen)
         uint32_t r = strmap_find(&map, s, len);
         uint64_t key = (uint64_t)a << 32 | b;
         uint64_t slot = pl__tok_mix(key) & tok->mmask;
-        while (tok->mkey[slot] != UINT64_MAX && tok->mkey[slot] != key) {
+        while (tok->mtab[slot].key != UINT64_MAX && tok->mtab[slot].key != key) {
             slot = (slot + 1) & tok->mmask;
         }
-        tok->mkey[slot] = key; /* a repeated pair keeps its last rank */
-        tok->mrank[slot] = i;
-        tok->mnew[slot] = r;
+        /* a repeated pair keeps its last rank */
+        tok->mtab[slot] = (pl__merge_slot_t){key, i, r};
     }
     for (unsigned b = 0; b < 256; b++) {
         uint8_t u[8];
@@ -419,13 +420,12 @@ void pl_tok_free(pl_tok_t *tok)
         return;
     }
     pl__tok_cache_free(tok->cache);
+    pl__tok_cache_free(tok->cache_long);
     core_free(tok->sym_off);
     core_free(tok->sym_bytes);
     core_free(tok->raw_off);
     core_free(tok->raw_bytes);
-    core_free(tok->mkey);
-    core_free(tok->mrank);
-    core_free(tok->mnew);
+    core_free_aligned(tok->mtab);
     core_free(tok);
 }
 
@@ -448,7 +448,7 @@ int pl_tok_load_buffer(const void *data, size_t len, pl_tok_t **out)
         CORE_FAIL_IF(1, CORE_ETOO_LARGE);
     }
     CORE_TRY(build(tok, text, tlen));
-    CORE_TRY(pl__tok_cache_new(PL_TOK_CACHE_DEFAULT, &tok->cache));
+    CORE_TRY(pl_tok_set_cache(tok, PL_TOK_CACHE_DEFAULT));
     if (pl__uni_check_version() != 0) {
         core_log_warn("tokenizer: utf8proc has Unicode %s, but the tables were made for utf8proc's"
                       " Unicode %s; rare characters may tokenize differently from the reference",

@@ -191,6 +191,16 @@ int pl__uni_is_ignorable(uint32_t cp)
     return in_ranges(pl__uni_ignorable, PL__UNI_N_IGNORABLE, cp);
 }
 
+int pl__uni_nfc_quick_yes(uint32_t cp)
+{
+    return cp < 0x300 || !in_ranges(pl__uni_nfc_unsafe, PL__UNI_N_NFC_UNSAFE, cp);
+}
+
+size_t pl__uni_lower_max(void)
+{
+    return PL__UNI_LOWER_MAX;
+}
+
 static int is_nfc_break(uint32_t cp)
 {
     for (size_t i = 0; i < PL__UNI_N_NFC_BREAK; i++) {

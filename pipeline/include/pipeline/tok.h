@@ -16,8 +16,9 @@
  * (optionally then a space and anything, reserved): "#version: 0.2 sc-tok merges=N". The loader
  * then requires exactly N merge lines and uses them all. docs/TOKENIZER.md has the format. */
 #define PL_TOK_SCTOK_HEADER "#version: 0.2 sc-tok merges="
-/* Word-cache entries a loaded tokenizer starts with (about 112 bytes each). */
-#define PL_TOK_CACHE_DEFAULT 32768
+/* Word-cache entries a loaded tokenizer starts with: 65,536 for words up to 24 bytes (64 bytes
+ * each) plus 1/16 of that for words up to 88 bytes (256 bytes each): 5 MiB in all. */
+#define PL_TOK_CACHE_DEFAULT 65536
 
 typedef struct pl_tok_s pl_tok_t;
 
@@ -74,8 +75,10 @@ const char *pl_tok_symbol(const pl_tok_t *tok, uint32_t id);
 
 /* --- the word cache (a pure speed-up; results never depend on it) --- */
 
-/* Replaces the cache with an empty one of about max_entries entries (rounded down to a power of
- * two, at least 128); 0 disables caching. Not thread-safe: call before sharing tok. -ENOMEM. */
+/* Replaces the cache with an empty one of about max_entries short-word entries (rounded down to a
+ * power of two, at least 256) and max_entries/16 long-word entries (at least 256); 0 disables
+ * caching. Longer pre-tokens (over 88 bytes) are never cached. Not thread-safe: call before
+ * sharing tok. -ENOMEM. */
 int pl_tok_set_cache(pl_tok_t *tok, size_t max_entries);
 /* Empties the cache and zeroes its counters (a "cold" start for benchmarks). Thread-safe. */
 void pl_tok_cache_clear(const pl_tok_t *tok);
