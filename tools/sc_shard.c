@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
+#include <signal.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -30,13 +31,21 @@
 
 enum {
     EXIT_OK = 0,
-    EXIT_ERR = 1,      /* runtime error (I/O, store, decode) */
-    EXIT_USAGE = 2,    /* bad command line */
-    EXIT_CORRUPT = 3,  /* verify found corrupt records */
-    EXIT_VOCAB = 4,    /* vocabulary does not match the store */
-    EXIT_FULL = 5,     /* the disk filled up during ingest (the store is consistent) */
-    EXIT_NOTFOUND = 6, /* get/cat: no such record */
+    EXIT_ERR = 1,       /* runtime error (I/O, store, decode) */
+    EXIT_USAGE = 2,     /* bad command line */
+    EXIT_CORRUPT = 3,   /* verify found corrupt records */
+    EXIT_VOCAB = 4,     /* vocabulary does not match the store */
+    EXIT_FULL = 5,      /* the disk filled up during ingest (the store is consistent) */
+    EXIT_NOTFOUND = 6,  /* get/cat: no such record */
+    EXIT_STOPPED = 130, /* ingest stopped by SIGINT/SIGTERM after committing its work */
 };
+
+static volatile int g_stop;
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    g_stop = 1;
+}
 
 static const char usage_text[] =
     "usage: sc-shard [--json] COMMAND STORE [options]\n"
@@ -94,6 +103,9 @@ static int exit_of(int rc)
     }
     if (rc == CORE_ENOT_FOUND) {
         return EXIT_NOTFOUND;
+    }
+    if (rc == CORE_ECLOSED) {
+        return EXIT_STOPPED;
     }
     return rc < 0 ? EXIT_ERR : EXIT_OK;
 }
@@ -386,6 +398,14 @@ static int cmd_ingest(opts_t *o)
     if (o->n_pos < 2) {
         die_usage("ingest STORE PATH...");
     }
+    /* Ctrl-C / SIGTERM: finish the sample at hand, commit, exit 130. A second signal kills (the
+     * store is crash-safe either way). */
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = (int)SA_RESETHAND;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
     files_t f = {0};
     for (int i = 1; i < o->n_pos; i++) {
         walk(&f, o->pos[i]);
@@ -410,6 +430,7 @@ static int cmd_ingest(opts_t *o)
     io.log_rejects = !o->quiet;
     io.progress = ingest_progress;
     io.progress_ud = &ui;
+    io.stop = &g_stop;
     pl_ingest_t *ing = NULL;
     int rc = pl_ingest_new(st, tok, &io, &ing);
     int file_err = 0;
@@ -467,7 +488,10 @@ static int cmd_ingest(opts_t *o)
                    pl_store_n_shards(st));
         }
     }
-    if (rc < 0) {
+    if (rc == CORE_ECLOSED) {
+        fprintf(stderr, "sc-shard: ingest interrupted; what was done is committed, run it again "
+                        "to continue\n");
+    } else if (rc < 0) {
         fprintf(stderr, "sc-shard: ingest stopped: %s\n", core_strerror(rc));
     }
     pl_ingest_free(ing);

@@ -603,9 +603,15 @@ static int group_finish(pl_ingest_t *ing, file_run_t *fr)
             }
         }
         fr->prog.next_sample = g->index + 1;
-        if (ing->n_recs + ing->n_rejs >= ing->opts.batch_records ||
+        int stop = ing->opts.stop != NULL && *ing->opts.stop != 0;
+        if (stop || ing->n_recs + ing->n_rejs >= ing->opts.batch_records ||
             ing->batch_bytes >= ing->opts.batch_bytes) {
             CORE_TRY(batch_commit(ing, &fr->prog, fr->path));
+        }
+        if (stop) {
+            core_log_notice("%s: stopped after sample #%llu (committed); ingest again to continue",
+                            fr->path, (unsigned long long)g->index);
+            CORE_FAIL_IF(1, CORE_ECLOSED);
         }
     }
     rc = 0;
@@ -670,6 +676,9 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
     fr.base = base_name(path);
     uint64_t t_start = core_now_ns();
     ing->stats.files++;
+    if (ing->opts.stop != NULL && *ing->opts.stop != 0) {
+        return CORE_ECLOSED;
+    }
     uint8_t id[PL_STORE_FILE_ID_LEN];
     uint64_t size = 0;
     rc = pl_store_file_identity(path, id, &size);

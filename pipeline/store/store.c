@@ -993,7 +993,11 @@ int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_s
             break;
         }
         MDB_envinfo info;
-        mdb_env_info(s->env, &info);
+        e = mdb_env_info(s->env, &info);
+        if (e) {
+            rc = pl__store_mdb_err(e, "env_info", s->name);
+            break;
+        }
         uint64_t grown = (uint64_t)info.me_mapsize * 2;
         if (grown > limit) {
             core_log_err("%s: map cannot grow past %llu bytes", s->name, (unsigned long long)limit);
@@ -1034,8 +1038,15 @@ int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_s
     /* Close the shard at its cap: later batches go to a new one. */
     MDB_envinfo info;
     MDB_stat ms;
-    mdb_env_info(s->env, &info);
-    mdb_env_stat(s->env, &ms);
+    int e = mdb_env_info(s->env, &info);
+    if (e == 0) {
+        e = mdb_env_stat(s->env, &ms);
+    }
+    if (e) {
+        rc = pl__store_mdb_err(e, "env_info", s->name);
+        st->failed = rc;
+        return rc;
+    }
     uint64_t used = ((uint64_t)info.me_last_pgno + 1) * ms.ms_psize;
     uint64_t nrec = s->next_seq - s->first_seq;
     if (used >= st->caps.shard_max_bytes ||

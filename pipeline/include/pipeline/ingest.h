@@ -9,8 +9,8 @@
  * the .json member. Each sample is checked (caption: UTF-8, no NUL, not empty or blank, byte cap;
  * image: probe with bomb limits, and under verify=full a decode of all the compressed data where
  * libjpeg's corrupt-data warnings are errors — JPEG at 1/8 scale, which still parses every
- * Huffman symbol, see docs/FORMAT.md §4), tokenized, encoded as a record and committed in batches whose transaction
- * also carries the file's progress and the batch's rejects.
+ * Huffman symbol, see docs/FORMAT.md §4), tokenized, encoded as a record and committed in batches
+ * whose transaction also carries the file's progress and the batch's rejects.
  *
  * Threads: a pl_ingest_t is used from one thread; it is the store's single writer.
  * Errors: 0 or a negative code from core/err.h. */
@@ -89,6 +89,10 @@ typedef struct pl_ingest_opts_s {
     int log_rejects;      /* log each rejected sample once (default 1) */
     pl_ingest_progress_cb progress;
     void *progress_ud;
+    /* When non-NULL and *stop becomes non-zero (e.g. from a signal handler), the ingest commits
+     * the samples done so far and pl_ingest_file returns CORE_ECLOSED; a later ingest continues
+     * after them. */
+    const volatile int *stop;
 } pl_ingest_opts_t;
 
 void pl_ingest_opts_default(pl_ingest_opts_t *o);
@@ -103,7 +107,8 @@ void pl_ingest_free(pl_ingest_t *ing);
 /* Ingests one archive. A file already finished in the store adds nothing; an interrupted one
  * continues after its last committed sample. A damaged archive keeps what was read before the
  * damage, records the file as damaged and returns 0 (counted in files_damaged, logged).
- * Errors: -errno opening the file; store errors from a commit (-ENOSPC/-EFBIG/CORE_EFULL on a
+ * Errors: CORE_ECLOSED when opts.stop was raised (what was done is committed); -errno opening
+ * the file; store errors from a commit (-ENOSPC/-EFBIG/CORE_EFULL on a
  * full disk, logged with what to do): then the store is in a sticky error state, committed data
  * stays consistent and a later ingest continues exactly once. */
 int pl_ingest_file(pl_ingest_t *ing, const char *path);
