@@ -59,6 +59,9 @@ int traind__cfg_init(traind_cfg_t *c, char *err, size_t errlen);
 /* Cross-key checks after loading (exactly one data source, ...). */
 int traind__cfg_finish(traind_cfg_t *c, char *err, size_t errlen);
 void traind__cfg_free(traind_cfg_t *c);
+/* The model config of a backbone name: nn_vit_preset's ViT presets plus ViT-Micro/P and
+ * ViT-Mini/P. Returns 0, CORE_ENOT_FOUND or CORE_ECONFIG. */
+int traind__backbone(const char *name, int image_size, int vocab, int batch, nn_vit_cfg_t *out);
 /* Total optimisation steps from steps/samples. */
 uint64_t traind__cfg_total_steps(const traind_cfg_t *c);
 
@@ -77,6 +80,7 @@ typedef struct traind_data_info_s {
     char vocab_hash[65];
     uint32_t vocab_size;
     uint64_t records;
+    char vocab_path[4096]; /* data.vocab or the store's recorded path; "" unknown */
 } traind_data_info_t;
 
 /* Opens the source (socket or local store) starting at cursor (epoch, position) and starts the
@@ -105,6 +109,7 @@ typedef struct traind_state_s {
 
 typedef struct traind_meta_s {
     const char *backbone;
+    nn_vit_cfg_t vit; /* recorded as traind.width/depth/heads/mlp_hidden/patch for sc-eval */
     int image_size;
     int vocab_size;
     const char *vocab_hash;

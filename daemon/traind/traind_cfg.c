@@ -34,7 +34,9 @@ static const core_cfg_key_t keys[] = {
 
     K("model", "backbone", CORE_CFG_STRING, model_backbone, 1, 63, "ViT-Ti/16", NULL,
       "Backbone preset: ViT-Ti/16, ViT-S/16, ViT-B/16, ViT-L/16 (patch 16, 14 or 8, e.g. "
-      "ViT-Ti/8), with the SuperClass head over the store's vocabulary."),
+      "ViT-Ti/8), or the small ones for tests and quick starts: ViT-Micro/P (width 64, depth 2, "
+      "2 heads), ViT-Mini/P (width 128, depth 4, 2 heads), P = 4, 8, 14 or 16. The SuperClass head "
+      "spans the data's vocabulary."),
     K("model", "image_size", CORE_CFG_UINT, model_image_size, 8, 1024, "224", NULL,
       "Input side in pixels (a multiple of the patch size)."),
 
@@ -118,7 +120,7 @@ int traind__cfg_finish(traind_cfg_t *c, char *err, size_t errlen)
         return CORE_ECONFIG;
     }
     nn_vit_cfg_t vc;
-    int rc = nn_vit_preset(c->model_backbone, (int)c->model_image_size, 512, (int)c->batch, &vc);
+    int rc = traind__backbone(c->model_backbone, (int)c->model_image_size, 512, (int)c->batch, &vc);
     if (rc < 0) {
         snprintf(err, errlen, "model.backbone '%s' / image_size %llu: %s", c->model_backbone,
                  (unsigned long long)c->model_image_size,
@@ -146,4 +148,30 @@ uint64_t traind__cfg_total_steps(const traind_cfg_t *c)
         return (c->samples + c->batch - 1) / c->batch;
     }
     return c->steps;
+}
+
+int traind__backbone(const char *name, int image_size, int vocab, int batch, nn_vit_cfg_t *out)
+{
+    static const struct {
+        const char *prefix;
+        int width, depth, heads;
+    } small[] = {{"ViT-Micro/", 64, 2, 2}, {"ViT-Mini/", 128, 4, 2}};
+    for (size_t i = 0; i < sizeof small / sizeof small[0]; i++) {
+        size_t n = strlen(small[i].prefix);
+        if (strncmp(name, small[i].prefix, n) == 0) {
+            int p = 0;
+            char tail = 0;
+            if (sscanf(name + n, "%d%c", &p, &tail) != 1 || (p != 4 && p != 8 && p != 14 && p != 16)) {
+                return CORE_ENOT_FOUND;
+            }
+            nn_vit_cfg_t c = {image_size, p, small[i].width, small[i].depth, small[i].heads,
+                              4 * small[i].width, vocab, batch};
+            if (nn_vit_cfg_check(&c) < 0) {
+                return CORE_ECONFIG;
+            }
+            *out = c;
+            return 0;
+        }
+    }
+    return nn_vit_preset(name, image_size, vocab, batch, out);
 }

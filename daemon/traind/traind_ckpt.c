@@ -9,7 +9,9 @@
  *   traind.step, traind.seq, traind.epoch, traind.position, traind.skipped, traind.samples,
  *   traind.seed, traind.total_steps, traind.backbone, traind.image_size, traind.vocab_size,
  *   traind.vocab_hash (hex), traind.vocab_path, traind.crc32c (8 hex digits),
- *   traind.lr_position (the schedule's step index: equal to traind.step). */
+ *   traind.lr_position (the schedule's step index: equal to traind.step), and the model's shape
+ *   traind.width, traind.depth, traind.heads, traind.mlp_hidden, traind.patch (sc-eval builds the
+ *   model from these). */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -131,8 +133,8 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_m
         core_log_err("checkpoint.dir %s: %s", cfg->ckpt_dir, strerror(e));
         return CORE_ERR(e);
     }
-    char v[16][80];
-    nn_st_meta_t kv[16];
+    char v[24][80];
+    nn_st_meta_t kv[24];
     size_t k = 0;
 #define KV(k_, ...)                                                                               \
     do {                                                                                           \
@@ -154,6 +156,11 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_m
     KV("traind.image_size", "%d", meta->image_size);
     KV("traind.vocab_size", "%d", meta->vocab_size);
     KV("traind.vocab_hash", "%s", meta->vocab_hash);
+    KV("traind.width", "%d", meta->vit.width);
+    KV("traind.depth", "%d", meta->vit.depth);
+    KV("traind.heads", "%d", meta->vit.heads);
+    KV("traind.mlp_hidden", "%d", meta->vit.mlp_hidden);
+    KV("traind.patch", "%d", meta->vit.patch);
     KV("traind.crc32c", "%08x", traind__ckpt_crc(m));
 #undef KV
     kv[k].key = "traind.vocab_path";

@@ -187,6 +187,7 @@ static int open_local(traind_data_t *d, traind_data_info_t *info)
         return CORE_EMISMATCH;
     }
     info->vocab_size = pl_tok_vocab_size(tok);
+    snprintf(info->vocab_path, sizeof info->vocab_path, "%s", vp);
     pl_tok_free(tok);
     info->records = pl_store_count(d->store);
     rc = pl_batcher_new(d->store, &d->batcher);
@@ -237,6 +238,7 @@ static int open_socket(traind_data_t *d, traind_data_info_t *info)
     hex32(w->vocab_hash, info->vocab_hash);
     info->vocab_size = w->vocab_size;
     info->records = w->records;
+    snprintf(info->vocab_path, sizeof info->vocab_path, "%s", d->cfg->data_vocab);
     return 0;
 }
 

@@ -157,8 +157,8 @@ static double grad_sumsq(const nn_vit_t *m)
 static int build_model(run_t *r, int vocab)
 {
     nn_vit_cfg_t vc;
-    int rc = nn_vit_preset(r->cfg->model_backbone, (int)r->cfg->model_image_size, vocab,
-                           (int)r->cfg->batch, &vc);
+    int rc = traind__backbone(r->cfg->model_backbone, (int)r->cfg->model_image_size, vocab,
+                              (int)r->cfg->batch, &vc);
     if (rc == 0) {
         rc = nn_vit_new(&vc, &r->m);
     }
@@ -168,6 +168,7 @@ static int build_model(run_t *r, int vocab)
                      (unsigned long long)r->cfg->batch, core_strerror(rc));
         return rc;
     }
+    r->meta.vit = vc;
     core_log_info("model %s: %zu parameters, image %d, vocab %d, batch %d",
                   r->cfg->model_backbone, nn_vit_num_params(r->m), vc.image_size, vocab, vc.batch);
     return find_idf(r);
@@ -413,7 +414,7 @@ static int run(traind_cfg_t *cfg)
         goto fail;
     }
     snprintf(r.vocab_hash, sizeof r.vocab_hash, "%s", info.vocab_hash);
-    snprintf(r.vocab_path, sizeof r.vocab_path, "%s", cfg->data_vocab);
+    snprintf(r.vocab_path, sizeof r.vocab_path, "%s", info.vocab_path);
     core_log_info("data: %s, %" PRIu64 " records, vocabulary %u ids (hash %.16s...)",
                   cfg->data_store[0] ? cfg->data_store : cfg->data_socket, info.records,
                   info.vocab_size, info.vocab_hash);
