@@ -41,9 +41,9 @@ void nn__cru_subsample_bwd(float *dx, const float *dy, size_t P, int H, int W, i
 
 /* ---- direct grouped kxk conv (depthwise and ResNeXt 3x3), zero padding ----------------------
  * y[O, B, Ho, Wo] = sum over the group's C/groups input channels of x[C, B, H, W] * w[O, C/g, k, k].
- * scratch: nn__cru_gconv_scratch() floats (a de-interleaved copy of x when stride > 1, so every
- * tap is a contiguous shifted row and vectorises; per-tap row accumulators for the weight
- * gradient). */
+ * scratch: nn__cru_gconv_scratch() floats (zero-padded stride-phase copies of the input planes, so
+ * each tap is one long contiguous axpy over a whole output plane, plus per-thread planes).
+ * Threads: the forward splits output channels, the backward groups, over the nn pool. */
 typedef struct {
     int C, O, groups, B, H, W, k, stride, pad;
 } nn__cru_gconv_t;

@@ -12,62 +12,82 @@
 #include "internal.h"
 #include "nn/gemm.h"
 
-#define LANES 8
+/* ---- BatchNorm + ReLU ----------------------------------------------------------------------
+ * Sums run in 16 float lanes over blocks of BLK values (GCC vectorises the lane arrays; a scalar
+ * sum could not be reordered), each block's total is added in double. Channels are independent,
+ * so the pool splits them across threads. */
 
-/* ---- BatchNorm + ReLU ---------------------------------------------------------------------- */
+#define BLK 2048
+#define NL 16
 
-NN__HOT void nn__cru_bnrelu_fwd(float *y, float *mean, float *rstd, const float *x,
-                                const float *gamma, const float *beta, float *run_mean,
-                                float *run_var, int C, size_t n, float momentum, float eps,
-                                int train)
+typedef struct {
+    float *y, *mean, *rstd, *run_mean, *run_var, *dx, *dgamma, *dbeta;
+    const float *x, *dy, *gamma, *beta;
+    const float *cmean, *crstd;
+    size_t n;
+    float momentum, eps;
+    int train, accumulate;
+} bn_job_t;
+
+/* sum of (x - k) and (x - k)^2 over one channel */
+NN__HOT static void shifted_sums(const float *xc, size_t n, float k, double *S, double *SS)
 {
-    NN_ASSERT(y && mean && rstd && x && gamma && beta && C > 0 && n > 0);
-    NN_ASSERT(train || (run_mean && run_var));
-    for (int c = 0; c < C; c++) {
-        const float *xc = x + (size_t)c * n;
-        float *yc = y + (size_t)c * n;
+    double s_ = 0.0, ss_ = 0.0;
+    for (size_t i0 = 0; i0 < n; i0 += BLK) {
+        size_t i1 = i0 + BLK < n ? i0 + BLK : n, i = i0;
+        float s[NL] = {0}, ss[NL] = {0};
+        for (; i + NL <= i1; i += NL) {
+            for (int j = 0; j < NL; j++) {
+                float d = xc[i + (size_t)j] - k;
+                s[j] += d;
+                ss[j] += d * d;
+            }
+        }
+        for (; i < i1; i++) {
+            float d = xc[i] - k;
+            s[0] += d;
+            ss[0] += d * d;
+        }
+        for (int j = 0; j < NL; j++) {
+            s_ += (double)s[j];
+            ss_ += (double)ss[j];
+        }
+    }
+    *S = s_;
+    *SS = ss_;
+}
+
+NN__HOT static void bn_fwd_channels(void *ctx, int chunk, int lo, int hi)
+{
+    const bn_job_t *j = ctx;
+    (void)chunk;
+    size_t n = j->n;
+    for (int c = lo; c < hi; c++) {
+        const float *xc = j->x + (size_t)c * n;
+        float *yc = j->y + (size_t)c * n;
         float mu, rs;
-        if (train) {
-            /* one pass of shifted sums (shift = the first value) in double lanes: stable and
-             * vectorisable; the variance is the biased one */
-            double k = (double)xc[0];
-            double s[LANES] = {0}, ss[LANES] = {0};
-            size_t i = 0;
-            for (; i + LANES <= n; i += LANES) {
-                for (int j = 0; j < LANES; j++) {
-                    double d = (double)xc[i + (size_t)j] - k;
-                    s[j] += d;
-                    ss[j] += d * d;
-                }
-            }
-            double S = 0.0, SS = 0.0;
-            for (; i < n; i++) {
-                double d = (double)xc[i] - k;
-                S += d;
-                SS += d * d;
-            }
-            for (int j = 0; j < LANES; j++) {
-                S += s[j];
-                SS += ss[j];
-            }
+        if (j->train) {
+            /* shifted by the first value: stable for data far from zero */
+            double S, SS;
+            shifted_sums(xc, n, xc[0], &S, &SS);
             double m = S / (double)n;
-            double var = SS / (double)n - m * m;
+            double var = SS / (double)n - m * m; /* biased */
             var = var < 0.0 ? 0.0 : var;
-            mu = (float)(k + m);
-            rs = (float)(1.0 / sqrt(var + (double)eps));
-            if (run_mean) {
-                run_mean[c] = momentum * run_mean[c] + (1.0f - momentum) * mu;
+            mu = (float)((double)xc[0] + m);
+            rs = (float)(1.0 / sqrt(var + (double)j->eps));
+            if (j->run_mean) {
+                j->run_mean[c] = j->momentum * j->run_mean[c] + (1.0f - j->momentum) * mu;
             }
-            if (run_var) {
-                run_var[c] = momentum * run_var[c] + (1.0f - momentum) * (float)var;
+            if (j->run_var) {
+                j->run_var[c] = j->momentum * j->run_var[c] + (1.0f - j->momentum) * (float)var;
             }
         } else {
-            mu = run_mean[c];
-            rs = 1.0f / sqrtf(run_var[c] + eps);
+            mu = j->run_mean[c];
+            rs = 1.0f / sqrtf(j->run_var[c] + j->eps);
         }
-        mean[c] = mu;
-        rstd[c] = rs;
-        float a = rs * gamma[c], b = beta[c] - mu * a;
+        j->mean[c] = mu;
+        j->rstd[c] = rs;
+        float a = rs * j->gamma[c], b = j->beta[c] - mu * a;
         for (size_t i = 0; i < n; i++) {
             float v = xc[i] * a + b;
             yc[i] = v > 0.0f ? v : 0.0f;
@@ -75,47 +95,60 @@ NN__HOT void nn__cru_bnrelu_fwd(float *y, float *mean, float *rstd, const float 
     }
 }
 
-NN__HOT void nn__cru_bnrelu_bwd(float *dx, float *dgamma, float *dbeta, const float *dy,
-                                const float *x, const float *mean, const float *rstd,
-                                const float *gamma, const float *beta, int C, size_t n, int train,
-                                int accumulate)
+void nn__cru_bnrelu_fwd(float *y, float *mean, float *rstd, const float *x, const float *gamma,
+                        const float *beta, float *run_mean, float *run_var, int C, size_t n,
+                        float momentum, float eps, int train)
 {
-    NN_ASSERT(dx && dgamma && dbeta && dy && x && mean && rstd && gamma && beta && n > 0);
-    for (int c = 0; c < C; c++) {
-        const float *xc = x + (size_t)c * n, *gc = dy + (size_t)c * n;
-        float *dc = dx + (size_t)c * n;
-        float mu = mean[c], rs = rstd[c];
-        float a = rs * gamma[c], b = beta[c] - mu * a;
-        double sg[LANES] = {0}, sgx[LANES] = {0};
-        size_t i = 0;
-        for (; i + LANES <= n; i += LANES) {
-            for (int j = 0; j < LANES; j++) {
-                float xv = xc[i + (size_t)j];
-                float gm = xv * a + b > 0.0f ? gc[i + (size_t)j] : 0.0f;
-                sg[j] += (double)gm;
-                sgx[j] += (double)gm * (double)(xv - mu);
+    NN_ASSERT(y && mean && rstd && x && gamma && beta && C > 0 && n > 0);
+    NN_ASSERT(train || (run_mean && run_var));
+    bn_job_t j = {.y = y, .mean = mean, .rstd = rstd, .run_mean = run_mean, .run_var = run_var,
+                  .x = x, .gamma = gamma, .beta = beta, .n = n, .momentum = momentum, .eps = eps,
+                  .train = train};
+    nn__parallel_for(C, 1 + (int)(32768 / n), bn_fwd_channels, &j);
+}
+
+NN__HOT static void bn_bwd_channels(void *ctx, int chunk, int lo, int hi)
+{
+    const bn_job_t *j = ctx;
+    (void)chunk;
+    size_t n = j->n;
+    for (int c = lo; c < hi; c++) {
+        const float *xc = j->x + (size_t)c * n, *gc = j->dy + (size_t)c * n;
+        float *dc = j->dx + (size_t)c * n;
+        float mu = j->cmean[c], rs = j->crstd[c];
+        float a = rs * j->gamma[c], b = j->beta[c] - mu * a;
+        double SG = 0.0, SGX = 0.0;
+        for (size_t i0 = 0; i0 < n; i0 += BLK) {
+            size_t i1 = i0 + BLK < n ? i0 + BLK : n, i = i0;
+            float sg[NL] = {0}, sgx[NL] = {0};
+            for (; i + NL <= i1; i += NL) {
+                for (int k = 0; k < NL; k++) {
+                    float xv = xc[i + (size_t)k];
+                    float gm = xv * a + b > 0.0f ? gc[i + (size_t)k] : 0.0f;
+                    sg[k] += gm;
+                    sgx[k] += gm * (xv - mu);
+                }
+            }
+            for (; i < i1; i++) {
+                float xv = xc[i];
+                float gm = xv * a + b > 0.0f ? gc[i] : 0.0f;
+                sg[0] += gm;
+                sgx[0] += gm * (xv - mu);
+            }
+            for (int k = 0; k < NL; k++) {
+                SG += (double)sg[k];
+                SGX += (double)sgx[k];
             }
         }
-        double SG = 0.0, SGX = 0.0;
-        for (; i < n; i++) {
-            float xv = xc[i];
-            float gm = xv * a + b > 0.0f ? gc[i] : 0.0f;
-            SG += (double)gm;
-            SGX += (double)gm * (double)(xv - mu);
-        }
-        for (int j = 0; j < LANES; j++) {
-            SG += sg[j];
-            SGX += sgx[j];
-        }
-        SGX *= (double)rs; /* sum of dy * xhat */
-        dgamma[c] += (float)SGX;
-        dbeta[c] += (float)SG;
+        SGX *= (double)rs; /* sum of dy * xhat over the ReLU's pass-through */
+        j->dgamma[c] += (float)SGX;
+        j->dbeta[c] += (float)SG;
         /* dx = a (g - mean(g) - xhat mean(g xhat)) = a g + c1 + c2 x */
-        float m1 = train ? (float)(SG / (double)n) : 0.0f;
-        float m2 = train ? (float)(SGX / (double)n) : 0.0f;
+        float m1 = j->train ? (float)(SG / (double)n) : 0.0f;
+        float m2 = j->train ? (float)(SGX / (double)n) : 0.0f;
         float c2 = -a * rs * m2;
         float c1 = -a * m1 - c2 * mu;
-        if (accumulate) {
+        if (j->accumulate) {
             for (size_t k = 0; k < n; k++) {
                 float xv = xc[k];
                 float gm = xv * a + b > 0.0f ? gc[k] : 0.0f;
@@ -129,6 +162,17 @@ NN__HOT void nn__cru_bnrelu_bwd(float *dx, float *dgamma, float *dbeta, const fl
             }
         }
     }
+}
+
+void nn__cru_bnrelu_bwd(float *dx, float *dgamma, float *dbeta, const float *dy, const float *x,
+                        const float *mean, const float *rstd, const float *gamma,
+                        const float *beta, int C, size_t n, int train, int accumulate)
+{
+    NN_ASSERT(dx && dgamma && dbeta && dy && x && mean && rstd && gamma && beta && n > 0);
+    bn_job_t j = {.dx = dx, .dgamma = dgamma, .dbeta = dbeta, .x = x, .dy = dy, .gamma = gamma,
+                  .beta = beta, .cmean = mean, .crstd = rstd, .n = n, .train = train,
+                  .accumulate = accumulate};
+    nn__parallel_for(C, 1 + (int)(32768 / n), bn_bwd_channels, &j);
 }
 
 /* ---- 1x1 conv ----------------------------------------------------------------------------- */
@@ -154,12 +198,20 @@ void nn__cru_conv1x1_bwd(float *dx, float *dw, const float *dy, const float *x, 
 
 /* ---- subsampling ---------------------------------------------------------------------------- */
 
-void nn__cru_subsample(float *y, const float *x, size_t P, int H, int W, int s)
+typedef struct {
+    float *out;
+    const float *in;
+    int H, W, s;
+} sub_job_t;
+
+static void subsample_planes(void *ctx, int chunk, int lo, int hi)
 {
-    int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    for (size_t p = 0; p < P; p++) {
-        const float *xp = x + p * (size_t)H * (size_t)W;
-        float *yp = y + p * (size_t)Ho * (size_t)Wo;
+    const sub_job_t *j = ctx;
+    int H = j->H, W = j->W, s = j->s, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
+    (void)chunk;
+    for (int p = lo; p < hi; p++) {
+        const float *xp = j->in + (size_t)p * (size_t)H * (size_t)W;
+        float *yp = j->out + (size_t)p * (size_t)Ho * (size_t)Wo;
         for (int oh = 0; oh < Ho; oh++) {
             const float *xr = xp + (size_t)(oh * s) * (size_t)W;
             for (int ow = 0; ow < Wo; ow++) {
@@ -169,13 +221,15 @@ void nn__cru_subsample(float *y, const float *x, size_t P, int H, int W, int s)
     }
 }
 
-void nn__cru_subsample_bwd(float *dx, const float *dy, size_t P, int H, int W, int s)
+static void subsample_bwd_planes(void *ctx, int chunk, int lo, int hi)
 {
-    int Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-    memset(dx, 0, P * (size_t)H * (size_t)W * sizeof(float));
-    for (size_t p = 0; p < P; p++) {
-        float *xp = dx + p * (size_t)H * (size_t)W;
-        const float *yp = dy + p * (size_t)Ho * (size_t)Wo;
+    const sub_job_t *j = ctx;
+    int H = j->H, W = j->W, s = j->s, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
+    (void)chunk;
+    for (int p = lo; p < hi; p++) {
+        float *xp = j->out + (size_t)p * (size_t)H * (size_t)W;
+        const float *yp = j->in + (size_t)p * (size_t)Ho * (size_t)Wo;
+        memset(xp, 0, (size_t)H * (size_t)W * sizeof(float));
         for (int oh = 0; oh < Ho; oh++) {
             float *xr = xp + (size_t)(oh * s) * (size_t)W;
             for (int ow = 0; ow < Wo; ow++) {
@@ -185,10 +239,25 @@ void nn__cru_subsample_bwd(float *dx, const float *dy, size_t P, int H, int W, i
     }
 }
 
+void nn__cru_subsample(float *y, const float *x, size_t P, int H, int W, int s)
+{
+    sub_job_t j = {.out = y, .in = x, .H = H, .W = W, .s = s};
+    nn__parallel_for((int)P, 64, subsample_planes, &j);
+}
+
+void nn__cru_subsample_bwd(float *dx, const float *dy, size_t P, int H, int W, int s)
+{
+    sub_job_t j = {.out = dx, .in = dy, .H = H, .W = W, .s = s};
+    nn__parallel_for((int)P, 64, subsample_bwd_planes, &j);
+}
+
 /* ---- direct grouped conv ---------------------------------------------------------------------
- * De-interleaved plane layout for stride s: row ih, phase r (0 <= r < s) holds x[ih, r + s*u] at
- * [(ih*s + r)*Wp + u], Wp = ceil(W / s). With s == 1 this is the plane itself. Output column ow of
- * tap offset t = j - pad reads input column ow*s + t = (ow + q)*s + r, i.e. phase r, index ow + q. */
+ * Each input plane is copied once into zero-padded phase planes: for stride s, phase (a, b) holds
+ * xpad[u*s + a][v*s + b] as a Hq x Wq row-major block (Hq = ceil(Hp/s), Wq = ceil(Wp/s), Hp, Wp the
+ * padded sizes). Tap (i, j) = (qi*s + a, qj*s + b) then reads phase (a, b) at (oh + qi, ow + qj),
+ * so over an output plane laid out with row width Wq it is ONE contiguous shifted axpy of length
+ * Ho*Wq (the Wq - Wo extra columns are scratch and dropped): long vectorisable loops instead of
+ * one short loop per output row. The backward uses the same geometry with a zero-extended dy. */
 
 int nn__cru_gconv_ho(const nn__cru_gconv_t *d)
 {
@@ -203,7 +272,7 @@ int nn__cru_gconv_wo(const nn__cru_gconv_t *d)
 static void gconv_check(const nn__cru_gconv_t *d)
 {
     NN_ASSERT(d->C > 0 && d->O > 0 && d->groups > 0 && d->B > 0 && d->H > 0 && d->W > 0);
-    NN_ASSERT(d->k > 0 && d->stride > 0 && d->pad >= 0 && d->pad < d->k);
+    NN_ASSERT(d->k > 0 && d->k <= 16 && d->stride > 0 && d->pad >= 0 && d->pad < d->k);
     NN_ASSERT(d->C % d->groups == 0 && d->O % d->groups == 0);
     NN_ASSERT(d->H + 2 * d->pad >= d->k && d->W + 2 * d->pad >= d->k);
 }
@@ -218,14 +287,135 @@ static size_t plane_d(const nn__cru_gconv_t *d)
     return (size_t)d->H * (size_t)d->stride * (size_t)wp_of(d);
 }
 
+typedef struct {
+    int Hq, Wq, Ho, Wo;
+    size_t phase;  /* floats per phase plane, with a zero tail for the last taps' overrun */
+    size_t plane;  /* s*s phases */
+    size_t oplane; /* Ho*Wq output plane in the wide layout (+ tail) */
+} geo_t;
+
+static geo_t geo_of(const nn__cru_gconv_t *d)
+{
+    geo_t g;
+    int s = d->stride;
+    g.Hq = (d->H + 2 * d->pad + s - 1) / s;
+    g.Wq = (d->W + 2 * d->pad + s - 1) / s;
+    g.Ho = nn__cru_gconv_ho(d);
+    g.Wo = nn__cru_gconv_wo(d);
+    g.phase = ((size_t)g.Hq * (size_t)g.Wq + (size_t)d->k + 15) & ~(size_t)15;
+    g.plane = (size_t)s * (size_t)s * g.phase;
+    g.oplane = ((size_t)g.Ho * (size_t)g.Wq + 15) & ~(size_t)15;
+    return g;
+}
+
 size_t nn__cru_gconv_scratch(const nn__cru_gconv_t *d)
 {
     gconv_check(d);
-    size_t deint = d->stride > 1 ? (size_t)d->C * (size_t)d->B * plane_d(d) : 0;
-    size_t acc = (size_t)d->k * (size_t)d->k * (size_t)nn__cru_gconv_wo(d);
-    return deint + acc + 16;
+    geo_t g = geo_of(d);
+    size_t phases = (size_t)d->C * (size_t)d->B * g.plane + (size_t)NN__POOL_MAX * 2 * g.oplane;
+    size_t rows = (size_t)d->C * (size_t)d->B * plane_d(d) + (size_t)d->k * (size_t)d->k * (size_t)g.Wo;
+    return (phases > rows ? phases : rows) + 16;
 }
 
+typedef struct {
+    float *y, *dx, *dw, *xq, *dxq, *tls;
+    const float *x, *dy, *w;
+    const nn__cru_gconv_t *d;
+    geo_t g;
+} gconv_job_t;
+
+/* planes [lo, hi) of x -> padded phase planes */
+static void to_phases(void *ctx, int chunk, int lo, int hi)
+{
+    const gconv_job_t *jb = ctx;
+    const nn__cru_gconv_t *d = jb->d;
+    const geo_t *g = &jb->g;
+    int s = d->stride;
+    (void)chunk;
+    for (int p = lo; p < hi; p++) {
+        const float *xp = jb->x + (size_t)p * (size_t)d->H * (size_t)d->W;
+        float *qp = jb->xq + (size_t)p * g->plane;
+        memset(qp, 0, g->plane * sizeof(float));
+        for (int h = 0; h < d->H; h++) {
+            int hp = h + d->pad;
+            const float *xr = xp + (size_t)h * (size_t)d->W;
+            for (int b = 0; b < s; b++) {
+                float *dst = qp + (size_t)((hp % s) * s + b) * g->phase +
+                             (size_t)(hp / s) * (size_t)g->Wq;
+                int w0 = ((b - d->pad) % s + s) % s; /* first w with (w + pad) % s == b */
+                for (int w = w0, v = (w0 + d->pad) / s; w < d->W; w += s, v++) {
+                    dst[v] = xr[w];
+                }
+            }
+        }
+    }
+}
+
+/* padded phase-plane gradients [lo, hi) -> dx (overwrites) */
+static void from_phases(void *ctx, int chunk, int lo, int hi)
+{
+    const gconv_job_t *jb = ctx;
+    const nn__cru_gconv_t *d = jb->d;
+    const geo_t *g = &jb->g;
+    int s = d->stride;
+    (void)chunk;
+    for (int p = lo; p < hi; p++) {
+        float *xp = jb->dx + (size_t)p * (size_t)d->H * (size_t)d->W;
+        const float *qp = jb->dxq + (size_t)p * g->plane;
+        for (int h = 0; h < d->H; h++) {
+            int hp = h + d->pad;
+            float *xr = xp + (size_t)h * (size_t)d->W;
+            for (int b = 0; b < s; b++) {
+                const float *src = qp + (size_t)((hp % s) * s + b) * g->phase +
+                                   (size_t)(hp / s) * (size_t)g->Wq;
+                int w0 = ((b - d->pad) % s + s) % s;
+                for (int w = w0, v = (w0 + d->pad) / s; w < d->W; w += s, v++) {
+                    xr[w] = src[v];
+                }
+            }
+        }
+    }
+}
+
+/* offset of tap (i, j) inside a plane's phase block */
+static size_t tap_off(const nn__cru_gconv_t *d, const geo_t *g, int i, int j)
+{
+    int s = d->stride;
+    size_t ph = (size_t)((i % s) * s + j % s);
+    return ph * g->phase + (size_t)(i / s) * (size_t)g->Wq + (size_t)(j / s);
+}
+
+NN__HOT static void axpy(float *y, const float *x, float a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        y[i] += a * x[i];
+    }
+}
+
+NN__HOT static float dot(const float *a, const float *b, size_t n)
+{
+    float l[NL] = {0};
+    size_t i = 0;
+    for (; i + NL <= n; i += NL) {
+        for (int j = 0; j < NL; j++) {
+            l[j] += a[i + (size_t)j] * b[i + (size_t)j];
+        }
+    }
+    float s = 0.0f;
+    for (; i < n; i++) {
+        s += a[i] * b[i];
+    }
+    for (int j = 0; j < NL; j++) {
+        s += l[j];
+    }
+    return s;
+}
+
+/* ---- strided convs: row loops over a column-de-interleaved copy ----------------------------
+ * For stride > 1 the phase-plane scheme above pays s*s plane copies per input plane, more than
+ * the conv itself for a depthwise layer; here only the columns are de-interleaved (row ih, phase
+ * r holds x[ih, r + s*u] at [(ih*s + r)*Wp + u]) and each output row is a set of short shifted
+ * axpys. Single-threaded (two layers per network use it). */
 static void deinterleave(float *xd, const float *x, const nn__cru_gconv_t *d)
 {
     int s = d->stride, Wp = wp_of(d);
@@ -288,7 +478,7 @@ static tap_t tap_of(const nn__cru_gconv_t *d, int j, int Wo)
     return tp;
 }
 
-NN__HOT void nn__cru_gconv_fwd(float *y, float *scratch, const float *x, const float *w,
+NN__HOT static void rows_gconv_fwd(float *y, float *scratch, const float *x, const float *w,
                                const nn__cru_gconv_t *d)
 {
     gconv_check(d);
@@ -340,7 +530,7 @@ NN__HOT void nn__cru_gconv_fwd(float *y, float *scratch, const float *x, const f
     }
 }
 
-NN__HOT void nn__cru_gconv_bwd(float *dx, float *dw, float *scratch, const float *dy,
+NN__HOT static void rows_gconv_bwd(float *dx, float *dw, float *scratch, const float *dy,
                                const float *x, const float *w, const nn__cru_gconv_t *d)
 {
     gconv_check(d);
@@ -417,6 +607,125 @@ NN__HOT void nn__cru_gconv_bwd(float *dx, float *dw, float *scratch, const float
     }
     if (dx && s > 1) {
         interleave(dx, dxd_buf, d);
+    }
+}
+
+/* forward for output channels [lo, hi) */
+static void gconv_fwd_outs(void *ctx, int chunk, int lo, int hi)
+{
+    const gconv_job_t *jb = ctx;
+    const nn__cru_gconv_t *d = jb->d;
+    const geo_t *g = &jb->g;
+    int k = d->k, Cg = d->C / d->groups, Og = d->O / d->groups;
+    size_t L = (size_t)g->Ho * (size_t)g->Wq, PO = (size_t)g->Ho * (size_t)g->Wo;
+    float *acc = jb->tls + (size_t)chunk * 2 * g->oplane;
+    size_t offs[256];
+    for (int i = 0; i < k; i++) {
+        for (int j = 0; j < k; j++) {
+            offs[i * k + j] = tap_off(d, g, i, j);
+        }
+    }
+    for (int o = lo; o < hi; o++) {
+        int gi = o / Og;
+        for (int b = 0; b < d->B; b++) {
+            memset(acc, 0, L * sizeof(float));
+            for (int c = 0; c < Cg; c++) {
+                int ci = gi * Cg + c;
+                const float *qp = jb->xq + ((size_t)ci * (size_t)d->B + (size_t)b) * g->plane;
+                const float *wc = jb->w + ((size_t)o * (size_t)Cg + (size_t)c) * (size_t)(k * k);
+                for (int t = 0; t < k * k; t++) {
+                    axpy(acc, qp + offs[t], wc[t], L);
+                }
+            }
+            float *yp = jb->y + ((size_t)o * (size_t)d->B + (size_t)b) * PO;
+            for (int oh = 0; oh < g->Ho; oh++) {
+                memcpy(yp + (size_t)oh * (size_t)g->Wo, acc + (size_t)oh * (size_t)g->Wq,
+                       (size_t)g->Wo * sizeof(float));
+            }
+        }
+    }
+}
+
+void nn__cru_gconv_fwd(float *y, float *scratch, const float *x, const float *w,
+                       const nn__cru_gconv_t *d)
+{
+    gconv_check(d);
+    NN_ASSERT(y && x && w && scratch);
+    if (d->stride > 1) {
+        rows_gconv_fwd(y, scratch, x, w, d);
+        return;
+    }
+    gconv_job_t jb = {.y = y, .x = x, .w = w, .d = d, .g = geo_of(d)};
+    jb.xq = scratch;
+    jb.tls = scratch + (size_t)d->C * (size_t)d->B * jb.g.plane;
+    nn__parallel_for(d->C * d->B, 64, to_phases, &jb);
+    nn__parallel_for(d->O, 1, gconv_fwd_outs, &jb);
+}
+
+/* backward for groups [lo, hi): a group's outputs write only its own input channels' dx */
+static void gconv_bwd_groups(void *ctx, int chunk, int lo, int hi)
+{
+    const gconv_job_t *jb = ctx;
+    const nn__cru_gconv_t *d = jb->d;
+    const geo_t *g = &jb->g;
+    int k = d->k, Cg = d->C / d->groups, Og = d->O / d->groups;
+    size_t L = (size_t)g->Ho * (size_t)g->Wq, PO = (size_t)g->Ho * (size_t)g->Wo;
+    float *gw = jb->tls + (size_t)chunk * 2 * g->oplane; /* dy in the wide layout */
+    size_t offs[256];
+    for (int i = 0; i < k; i++) {
+        for (int j = 0; j < k; j++) {
+            offs[i * k + j] = tap_off(d, g, i, j);
+        }
+    }
+    if (jb->dxq) {
+        memset(jb->dxq + (size_t)lo * (size_t)Cg * (size_t)d->B * g->plane, 0,
+               (size_t)(hi - lo) * (size_t)Cg * (size_t)d->B * g->plane * sizeof(float));
+    }
+    memset(gw, 0, g->oplane * sizeof(float));
+    for (int o = lo * Og; o < hi * Og; o++) {
+        int gi = o / Og;
+        for (int b = 0; b < d->B; b++) {
+            const float *gp = jb->dy + ((size_t)o * (size_t)d->B + (size_t)b) * PO;
+            for (int oh = 0; oh < g->Ho; oh++) {
+                /* the extra columns stay zero: they must not reach dx or dw */
+                memcpy(gw + (size_t)oh * (size_t)g->Wq, gp + (size_t)oh * (size_t)g->Wo,
+                       (size_t)g->Wo * sizeof(float));
+            }
+            for (int c = 0; c < Cg; c++) {
+                int ci = gi * Cg + c;
+                size_t po = ((size_t)ci * (size_t)d->B + (size_t)b) * g->plane;
+                const float *qp = jb->xq + po;
+                const float *wc = jb->w + ((size_t)o * (size_t)Cg + (size_t)c) * (size_t)(k * k);
+                float *dwc = jb->dw + ((size_t)o * (size_t)Cg + (size_t)c) * (size_t)(k * k);
+                for (int t = 0; t < k * k; t++) {
+                    dwc[t] += dot(gw, qp + offs[t], L);
+                    if (jb->dxq) {
+                        axpy(jb->dxq + po + offs[t], gw, wc[t], L);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void nn__cru_gconv_bwd(float *dx, float *dw, float *scratch, const float *dy, const float *x,
+                       const float *w, const nn__cru_gconv_t *d)
+{
+    gconv_check(d);
+    NN_ASSERT(dw && dy && x && w && scratch);
+    if (d->stride > 1) {
+        rows_gconv_bwd(dx, dw, scratch, dy, x, w, d);
+        return;
+    }
+    gconv_job_t jb = {.dx = dx, .dw = dw, .x = x, .dy = dy, .w = w, .d = d, .g = geo_of(d)};
+    size_t planes = (size_t)d->C * (size_t)d->B * jb.g.plane;
+    jb.xq = scratch;
+    jb.tls = scratch + planes;
+    jb.dxq = dx ? jb.tls + (size_t)NN__POOL_MAX * 2 * jb.g.oplane + 16 : NULL;
+    nn__parallel_for(d->C * d->B, 64, to_phases, &jb);
+    nn__parallel_for(d->groups, 1, gconv_bwd_groups, &jb);
+    if (dx) {
+        nn__parallel_for(d->C * d->B, 64, from_phases, &jb);
     }
 }
 

@@ -9,6 +9,7 @@
 #include "core/err.h"
 #include "core/rng.h"
 #include "crunet_internal.h"
+#include "nn/blas.h"
 #include "nn/ckpt.h"
 #include "nn/crunet.h"
 #include "nn/kernels.h"
@@ -485,6 +486,45 @@ T_CASE(ckpt_roundtrip)
     core_free(img);
     nn_crunet_free(a);
     nn_crunet_free(b);
+}
+
+/* The pool splits BN channels, conv output channels/groups and planes across threads; each
+ * output is computed by one thread in the same order, so 1 and 2 threads agree (up to OpenBLAS's
+ * own threading of the GEMMs). */
+T_CASE(threads_equivalence)
+{
+    nn_crunet_cfg_t c = small_cfg(0, NN_CRUNET_HEAD_FC, 5);
+    c.image_size = 16;
+    nn_crunet_t *m[2] = {NULL, NULL};
+    core_rng_init(&g_rng, 8, 0);
+    float *img = rnd(4 * 3 * 16 * 16);
+    int32_t labels[4] = {1, 2, 3, 4};
+    for (int k = 0; k < 2; k++) {
+        T_ASSERT_OK(nn_crunet_new(&c, &m[k]));
+        nn_crunet_init(m[k], 3);
+        nn_blas_set_threads(k + 1);
+        float loss;
+        nn_crunet_zero_grad(m[k]);
+        nn_crunet_forward(m[k], img, 1);
+        T_ASSERT_OK(nn_crunet_loss_labels(m[k], labels, &loss));
+        nn_crunet_backward(m[k]);
+    }
+    nn_blas_set_threads(1);
+    T_ASSERT(max_rel(nn_crunet_logits(m[1]), nn_crunet_logits(m[0]), 20) < 1e-5);
+    size_t n = nn_crunet_num_tensors(m[0]);
+    for (size_t i = 0; i < n; i++) {
+        nn_tensor_t a, b;
+        T_ASSERT_OK(nn_crunet_tensor(m[0], i, &a));
+        T_ASSERT_OK(nn_crunet_tensor(m[1], i, &b));
+        if (!a.is_buffer) {
+            T_ASSERT(max_rel(b.grad, a.grad, a.numel) < 1e-5);
+        } else if (a.dtype == NN_DTYPE_F32) {
+            T_ASSERT(max_rel(b.data, a.data, a.numel) < 1e-5);
+        }
+    }
+    core_free(img);
+    nn_crunet_free(m[0]);
+    nn_crunet_free(m[1]);
 }
 
 T_MAIN()
