@@ -506,9 +506,29 @@ static int cmd_ingest(opts_t *o)
 
 /* ---- ls ---- */
 
-static int ls_file_cb(void *ud, const pl_file_progress_t *p)
+typedef struct ls_files_s {
+    pl_file_progress_t *v;
+    size_t n, cap;
+} ls_files_t;
+
+static int ls_collect(void *ud, const pl_file_progress_t *p)
 {
-    json_t *arr = ud;
+    ls_files_t *f = ud;
+    if (f->n == f->cap) {
+        f->cap = f->cap ? f->cap * 2 : 64;
+        f->v = core_realloc_or_die(f->v, f->cap * sizeof(*f->v));
+    }
+    f->v[f->n++] = *p;
+    return 0;
+}
+
+static int cmp_progress(const void *a, const void *b)
+{
+    return strcmp(((const pl_file_progress_t *)a)->name, ((const pl_file_progress_t *)b)->name);
+}
+
+static void ls_file(json_t *arr, const pl_file_progress_t *p)
+{
     static const char *const states[] = {"partial", "done", "damaged"};
     if (g_json) {
         json_array_append_new(
@@ -519,7 +539,6 @@ static int ls_file_cb(void *ud, const pl_file_progress_t *p)
         printf("  %-32s %-8s %8" PRIu64 " samples %8" PRIu64 " kept %6" PRIu64 " rejected\n",
                p->name, states[p->state], p->next_sample, p->n_kept, p->n_rejected);
     }
-    return 0;
 }
 
 static int cmd_ls(opts_t *o)
@@ -552,7 +571,15 @@ static int cmd_ls(opts_t *o)
         printf("total: %" PRIu64 " records, %" PRIu64 " bytes\nsource files:\n", pl_store_count(st),
                total_bytes);
     }
-    int rc = pl_store_files(st, ls_file_cb, files);
+    ls_files_t lf = {0};
+    int rc = pl_store_files(st, ls_collect, &lf);
+    if (lf.n) {
+        qsort(lf.v, lf.n, sizeof(*lf.v), cmp_progress); /* by name, for people */
+    }
+    for (size_t i = 0; i < lf.n; i++) {
+        ls_file(files, &lf.v[i]);
+    }
+    core_free(lf.v);
     if (g_json) {
         json_out(json_pack("{s:o,s:o,s:I,s:I}", "shards", shards, "files", files, "records",
                            (json_int_t)pl_store_count(st), "bytes", (json_int_t)total_bytes));
@@ -719,8 +746,14 @@ static int cmd_stat(opts_t *o)
         printf("flags: %" PRIu64 " captions truncated, %" PRIu64 " images re-encoded, %" PRIu64
                " token rows cut at 77\n",
                s->flag_trunc, s->flag_reenc, s->flag_toktrunc);
-        printf("vocabulary: %s (%s)\n", pl_store_vocab_hash(st),
-               pl_store_vocab_path(st)[0] ? pl_store_vocab_path(st) : "path not recorded");
+        pl_tok_t *tok = load_vocab(st, o->vocab, 0);
+        char ids[48] = "";
+        if (tok) {
+            snprintf(ids, sizeof(ids), ", %u ids", pl_tok_vocab_size(tok));
+        }
+        printf("vocabulary: %s (%s%s)\n", pl_store_vocab_hash(st),
+               pl_store_vocab_path(st)[0] ? pl_store_vocab_path(st) : "path not recorded", ids);
+        pl_tok_free(tok);
         printf("policy: verify=%s max_side=%u caption_max_bytes=%u caption_overflow=%s\n",
                pol->verify == PL_VERIFY_FULL ? "full" : "header", pol->max_side,
                pol->caption_max_bytes,
