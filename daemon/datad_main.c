@@ -366,6 +366,7 @@ static int run(datad_cfg_t *cfg)
         /* The writer outlived the stop timeout: leave without tearing down what it uses.
          * Committed transactions are durable; the open one is discarded with the process. */
         core_log_notice("exiting with ingest in progress");
+        pthread_detach(d->ingest.thread); /* abandoned on purpose; not a leak */
         fflush(NULL);
         _exit(exit_code);
     }

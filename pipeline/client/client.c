@@ -30,6 +30,7 @@ struct pl_client_s {
     uint64_t epoch, position;
     proto_welcome_t welcome;
     uint64_t reconnects;
+    uint64_t ping_token;
     char err[256];
 };
 
@@ -48,6 +49,7 @@ void pl_client_opts_default(pl_client_opts_t *o)
     o->connect_timeout_ms = 10000;
     o->io_timeout_ms = 120000;
     o->reconnect_ms = 60000;
+    o->keepalive_ms = 30000;
     o->max_frame = (size_t)PROTO_HEADER_SIZE + PROTO_MAX_BATCH_BYTES;
     o->hello.world = 1;
     o->hello.batch_size = 32;
@@ -112,7 +114,7 @@ static int ensure_cap(pl_client_t *c, size_t need)
 }
 
 /* Reads one whole frame into buf[0..). deadline_ms 0 = none. Returns 0 with *f and *used, or a
- * negative code (CORE_ECLOSED on EOF/timeout, decode errors). */
+ * negative code (CORE_ECLOSED on EOF, -ETIMEDOUT at the deadline, decode errors). */
 static int read_frame(pl_client_t *c, uint64_t deadline_ms, proto_frame_t *f, size_t *used)
 {
     for (;;) {
@@ -144,7 +146,7 @@ static int read_frame(pl_client_t *c, uint64_t deadline_ms, proto_frame_t *f, si
             uint64_t now = now_ms();
             if (now >= deadline_ms) {
                 set_err(c, "timed out waiting for the server");
-                return CORE_ECLOSED;
+                return CORE_ERR(ETIMEDOUT);
             }
             timeout = (int)(deadline_ms - now);
         }
@@ -362,9 +364,28 @@ int pl_client_next(pl_client_t *c, proto_batch_t *out)
         proto_frame_t f;
         size_t used = 0;
         if (rc == 0) {
-            uint64_t deadline =
-                c->o.io_timeout_ms > 0 ? now_ms() + (uint64_t)c->o.io_timeout_ms : 0;
-            rc = read_frame(c, deadline, &f, &used);
+            /* Wait for a frame; while waiting (e.g. for ingest to fill an empty store) send a PING
+             * every keepalive interval, so the server's idle timeout only catches dead clients.
+             * The PONG resets io_timeout's silence count below. */
+            uint64_t start = now_ms();
+            uint64_t io_deadline = c->o.io_timeout_ms > 0 ? start + (uint64_t)c->o.io_timeout_ms
+                                                          : UINT64_MAX;
+            for (;;) {
+                uint64_t ka = c->o.keepalive_ms > 0 ? now_ms() + (uint64_t)c->o.keepalive_ms
+                                                    : UINT64_MAX;
+                uint64_t dl = ka < io_deadline ? ka : io_deadline;
+                rc = read_frame(c, dl == UINT64_MAX ? 0 : dl, &f, &used);
+                if (rc != CORE_ERR(ETIMEDOUT) || now_ms() >= io_deadline) {
+                    break;
+                }
+                rc = send_small(c, PROTO_PING, ++c->ping_token, 1);
+                if (rc < 0) {
+                    break;
+                }
+            }
+            if (rc == CORE_ERR(ETIMEDOUT)) {
+                rc = CORE_ECLOSED;
+            }
         }
         if (rc == 0 && f.type == PROTO_BATCH) {
             proto_batch_t b;

@@ -358,4 +358,44 @@ T_CASE(datad_sc_ctl_commands)
     T_ASSERT(access(d.sock, F_OK) != 0); /* sockets removed on a clean exit */
 }
 
+T_CASE(datad_waiting_client_keepalive)
+{
+    /* A trainer connected to an empty store waits for ingest; its PINGs keep the server's short
+     * idle timeout from closing it, so it never reconnects. */
+    td_daemon_t d;
+    creating_daemon(&d, "wait", 200);
+    td_set(&d, "spool.enabled=false");
+    td_set(&d, "server.idle_timeout_ms=1000");
+    td_start(&d);
+    pl_client_opts_t o;
+    td_client_opts(&o, d.sock, 0, 1, 16, 8);
+    o.keepalive_ms = 300;
+    o.io_timeout_ms = 20000;
+    o.reconnect_ms = 0;
+    pl_client_t *c = NULL;
+    T_ASSERT_OK(pl_client_open(&o, &c));
+    T_ASSERT_U64_EQ(pl_client_welcome(c)->records, 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        td_sleep_ms(2500);
+        char req[4200], resp[512];
+        snprintf(req, sizeof req, "{\"cmd\":\"ingest\",\"path\":\"%s\"}",
+                 td_corpus("digits/digits-000001.tar"));
+        _exit(td_ctl(d.ctl, req, resp, sizeof resp) == 0 && strstr(resp, "true") ? 0 : 1);
+    }
+    double t0 = core_now_s();
+    proto_batch_t b;
+    T_ASSERT_OK(pl_client_next(c, &b));
+    T_ASSERT(core_now_s() - t0 > 2.0);
+    T_ASSERT_EQ(b.n, 16);
+    int ws = 0;
+    T_ASSERT(waitpid(pid, &ws, 0) == pid);
+    T_ASSERT(WIFEXITED(ws) && WEXITSTATUS(ws) == 0);
+    T_ASSERT_U64_EQ(pl_client_reconnects(c), 0);
+    pl_client_close(c);
+    td_stop_clean(&d);
+}
+
 T_MAIN()

@@ -32,6 +32,8 @@ typedef struct pl_client_opts_s {
     int io_timeout_ms;       /* silence while waiting for a batch before the connection is
                                 considered lost (default 120000; 0 = wait forever) */
     int reconnect_ms;        /* keep retrying this long after a loss (default 60000; 0 = never) */
+    int keepalive_ms;        /* while waiting for a batch, PING this often (default 30000; 0 =
+                                never), so a live client waiting for data is not idle-closed */
     uint32_t vocab_size;     /* check label ids below this (0 = unchecked) */
     size_t max_frame;        /* largest frame accepted (default PROTO_MAX_BATCH_BYTES) */
     void *recv_buf;          /* optional caller-owned receive buffer (never freed by the client);
