@@ -25,6 +25,7 @@ typedef struct {
     size_t stop; /* stop the walk once n reaches this */
     piece_t batch[BATCH];
     size_t nb;
+    uint64_t hit_short, hit_long, miss; /* cache counters of this call */
 } enc_t;
 
 static void emit(enc_t *e, const uint32_t *ids, size_t k)
@@ -60,15 +61,18 @@ static int do_piece(enc_t *e, const char *piece, size_t len, uint64_t h)
         uint32_t hit[PL__CACHE_LONG_IDS];
         int k = -1;
         if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
-            k = pl__tok_cache_get(tok->cache, h, p, len, hit, tok->cache_long == NULL);
+            k = pl__tok_cache_get(tok->cache, h, p, len, hit);
+            e->hit_short += k >= 0;
         }
         if (k < 0 && tok->cache_long != NULL) {
-            k = pl__tok_cache_get(tok->cache_long, h, p, len, hit, 1);
+            k = pl__tok_cache_get(tok->cache_long, h, p, len, hit);
+            e->hit_long += k >= 0;
         }
         if (k >= 0) {
             emit(e, hit, (size_t)k);
             return 0;
         }
+        e->miss++;
     }
     uint32_t small[SMALL_PIECE];
     uint32_t *syms = small;
@@ -153,9 +157,17 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     e->tok = tok;
     e->n = 0;
     e->nb = 0;
+    e->hit_short = e->hit_long = e->miss = 0;
     rc = clen > 0 ? pl_tok_pretokenize(clean, clen, piece_cb, e) : 0;
     if (rc == 0 && e->nb > 0) {
         rc = flush(e);
+    }
+    /* One counter update per call, not per word: the counters are shared by all threads. */
+    if (tok->cache != NULL) {
+        pl__tok_cache_count(tok->cache, e->hit_short, tok->cache_long == NULL ? e->miss : 0);
+    }
+    if (tok->cache_long != NULL) {
+        pl__tok_cache_count(tok->cache_long, e->hit_long, e->miss);
     }
     if (clean != buf) {
         core_free(clean);

@@ -1,18 +1,23 @@
 /* The bounded word cache: pre-token bytes -> BPE ids, shared by all threads using one pl_tok_t.
  *
- * 64 shards, each a table of four-way sets behind its own mutex, so threads rarely contend and
- * memory is fixed at creation. An entry holds its tag (32 hash bits), key and ids in a fixed
- * stride (a multiple of 64 bytes), and a set's four entries are adjacent, so a lookup reads one
- * block that encode() prefetches for all pre-tokens of a caption before looking any of them up. A
- * miss that finds the set full evicts its least recently used entry.
+ * A table of four-way sets with a fixed stride per entry (a multiple of 64 bytes), fixed at
+ * creation; a set's four entries are adjacent, so a lookup reads one block, which encode()
+ * prefetches for all pre-tokens of a caption before looking any of them up.
  *
- * A tokenizer has two such caches (tok.c): one with 64-byte entries for short words (keys up to
- * 24 bytes, up to 8 ids: 99% of the pre-tokens of real captions) and a smaller one with 256-byte
- * entries for longer ones (up to 88 bytes, 40 ids). Longer pre-tokens are never cached, so an
- * adversarial 100 KiB word cannot pin memory. The cache is a pure speed-up; results never depend
- * on it. */
+ * Readers take no lock. Each entry is a sequence lock: its first word holds a sequence number
+ * (odd while a writer is inside) and the key's 32-bit tag. A reader loads that word (acquire),
+ * copies the entry with relaxed atomic loads, fences (acquire) and reloads the word: if it
+ * changed, the copy may be torn and counts as a miss (Boehm's C11 seqlock). Writers are rare (one
+ * per distinct word) and serialise on one of 64 mutexes chosen by the hash; a full set replaces
+ * its entries round-robin. Hit and miss counts are summed per encode() call by the caller.
+ *
+ * A tokenizer has two caches (tok.c): 64-byte entries for words up to 22 bytes with up to 8 ids
+ * (99% of caption pre-tokens) and 256-byte entries for words up to 86 bytes with up to 40 ids.
+ * Longer pre-tokens are never cached, so an adversarial 100 KiB word cannot pin memory. The cache
+ * is a pure speed-up; results never depend on it. */
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -20,35 +25,23 @@
 #include "core/err.h"
 #include "tok_internal.h"
 
-#define N_SHARDS 64
+#define N_LOCKS 64
 #define WAYS 4
-
-/* Entry layout at stride s: header, then key bytes, then ids (4-byte aligned). */
-typedef struct {
-    uint32_t tag; /* 0: empty */
-    uint16_t klen;
-    uint8_t nids;
-    uint8_t age; /* set clock at the last use */
-} head_t;
-
-typedef struct {
-    pthread_mutex_t mu;
-    uint8_t *e;     /* sets_per_shard * WAYS entries, 64-byte aligned */
-    uint8_t *clock; /* per set */
-    uint64_t hits, misses;
-    size_t filled;
-} shard_t;
+#define HEAD 10 /* bytes before the key: the seq/tag word, klen, nids */
 
 struct pl__tok_cache_s {
-    uint8_t *block;        /* every shard's entries, one allocation (huge pages where possible) */
-    size_t sets_per_shard; /* power of two */
-    size_t key_max, ids_max, ids_off, stride;
-    shard_t shards[N_SHARDS];
+    _Atomic uint64_t *w;   /* entries, stride/8 words each; huge pages where possible */
+    uint8_t *victim;       /* per set: next way to replace (writers only) */
+    size_t sets;           /* power of two */
+    size_t key_max, ids_max, ids_off, stride, words;
+    pthread_mutex_t mu[N_LOCKS];
+    int n_mu;
+    _Atomic uint64_t hits, misses, filled;
 };
 
 uint64_t pl__tok_hash_bytes(const void *p, size_t n)
 {
-    /* FNV-1a over the bytes, then a murmur3 finaliser so that the shard (top bits), the set (low
+    /* FNV-1a over the bytes, then a murmur3 finaliser so that the set (low bits), the lock (top
      * bits) and the tag (middle bits) are all well mixed. */
     const uint8_t *s = p;
     uint64_t h = 0xcbf29ce484222325ull;
@@ -88,37 +81,36 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     if (max_entries == 0) {
         return 0;
     }
-    if (key_max > UINT16_MAX || ids_max > UINT8_MAX) {
+    if (key_max > UINT8_MAX || ids_max > UINT8_MAX) {
         return CORE_ECONFIG;
     }
-    size_t sets = 1;
-    while (sets * 2 * N_SHARDS * WAYS <= max_entries && sets < ((size_t)1 << 24)) {
+    size_t sets = 64;
+    while (sets * 2 * WAYS <= max_entries && sets < ((size_t)1 << 30)) {
         sets *= 2;
     }
     pl__tok_cache_t *c = core_calloc(1, sizeof *c);
     if (c == NULL) {
         return CORE_ERR(ENOMEM);
     }
-    c->sets_per_shard = sets;
+    c->sets = sets;
     c->key_max = key_max;
     c->ids_max = ids_max;
-    c->ids_off = (sizeof(head_t) + key_max + 3) & ~(size_t)3;
+    c->ids_off = (HEAD + key_max + 3) & ~(size_t)3;
     c->stride = (c->ids_off + ids_max * sizeof(uint32_t) + 63) & ~(size_t)63;
-    size_t bytes = sets * WAYS * c->stride, total = bytes * N_SHARDS;
-    c->block = core_malloc_aligned(pl__tok_table_align(total), total);
-    if (c->block == NULL) {
-        core_free(c);
+    c->words = c->stride / 8;
+    size_t total = sets * WAYS * c->stride;
+    c->w = core_malloc_aligned(pl__tok_table_align(total), total);
+    c->victim = core_calloc(sets, 1);
+    if (c->w == NULL || c->victim == NULL) {
+        pl__tok_cache_free(c);
         return CORE_ERR(ENOMEM);
     }
-    pl__tok_advise_huge(c->block, total);
-    memset(c->block, 0, total);
-    for (size_t s = 0; s < N_SHARDS; s++) {
-        shard_t *sh = &c->shards[s];
-        sh->e = c->block + s * bytes;
-        sh->clock = core_calloc(sets, 1);
-        if (sh->clock == NULL || pthread_mutex_init(&sh->mu, NULL) != 0) {
-            core_free(sh->clock);
-            sh->clock = NULL;
+    pl__tok_advise_huge(c->w, total);
+    for (size_t i = 0; i < total / 8; i++) {
+        atomic_init(&c->w[i], 0);
+    }
+    for (; c->n_mu < N_LOCKS; c->n_mu++) {
+        if (pthread_mutex_init(&c->mu[c->n_mu], NULL) != 0) {
             pl__tok_cache_free(c);
             return CORE_ERR(ENOMEM);
         }
@@ -132,89 +124,98 @@ void pl__tok_cache_free(pl__tok_cache_t *c)
     if (c == NULL) {
         return;
     }
-    for (size_t s = 0; s < N_SHARDS; s++) {
-        if (c->shards[s].clock != NULL) {
-            pthread_mutex_destroy(&c->shards[s].mu);
-            core_free(c->shards[s].clock);
-        }
+    for (int i = 0; i < c->n_mu; i++) {
+        pthread_mutex_destroy(&c->mu[i]);
     }
-    core_free_aligned(c->block);
+    core_free_aligned((void *)c->w);
+    core_free(c->victim);
     core_free(c);
-}
-
-size_t pl__tok_cache_key_max(const pl__tok_cache_t *c)
-{
-    return c->key_max;
 }
 
 static inline uint32_t tag_of(uint64_t h)
 {
-    return (uint32_t)(h >> 20) | 1u;
+    return (uint32_t)(h >> 20) | 1u; /* never 0, the tag of an empty entry */
 }
 
-static inline size_t set_index(const pl__tok_cache_t *c, uint64_t h)
+static inline _Atomic uint64_t *set_at(const pl__tok_cache_t *c, uint64_t h)
 {
-    return (size_t)h & (c->sets_per_shard - 1);
-}
-
-static inline uint8_t *set_at(const pl__tok_cache_t *c, const shard_t *sh, size_t si)
-{
-    return sh->e + si * WAYS * c->stride;
-}
-
-static inline head_t *head(uint8_t *e)
-{
-    return (head_t *)(void *)e;
-}
-
-static inline uint8_t *key_of(uint8_t *e)
-{
-    return e + sizeof(head_t);
-}
-
-static inline uint32_t *ids_of(const pl__tok_cache_t *c, uint8_t *e)
-{
-    return (uint32_t *)(void *)(e + c->ids_off);
+    return c->w + ((size_t)h & (c->sets - 1)) * WAYS * c->words;
 }
 
 void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h)
 {
-    const shard_t *sh = &c->shards[h >> 58];
-    const uint8_t *set = set_at(c, sh, set_index(c, h));
-    for (size_t off = 0; off < WAYS * c->stride; off += 64) {
-        __builtin_prefetch(set + off);
-    }
+    /* The first two ways only: a word usually sits in one of them (ways fill in order), and
+     * prefetching more lines per word just fills the CPU's miss buffers. */
+    const uint8_t *set = (const uint8_t *)(const void *)set_at(c, h);
+    __builtin_prefetch(set);
+    __builtin_prefetch(set + c->stride);
 }
 
 int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
-                      uint32_t *ids, int count_miss)
+                      uint32_t *ids)
 {
     if (klen > c->key_max) {
         return -1;
     }
-    shard_t *sh = &c->shards[h >> 58];
-    size_t si = set_index(c, h);
-    uint32_t tag = tag_of(h);
-    int n = -1;
-    pthread_mutex_lock(&sh->mu);
-    uint8_t *set = set_at(c, sh, si);
-    for (int w = 0; w < WAYS; w++) {
-        uint8_t *e = set + (size_t)w * c->stride;
-        head_t *hd = head(e);
-        if (hd->tag == tag && hd->klen == klen && memcmp(key_of(e), key, klen) == 0) {
-            memcpy(ids, ids_of(c, e), hd->nids * sizeof *ids);
-            n = hd->nids;
-            hd->age = ++sh->clock[si];
-            break;
+    uint64_t local[256 / 8 + 1];
+    uint8_t *lb = (uint8_t *)local;
+    uint64_t tag = tag_of(h);
+    _Atomic uint64_t *set = set_at(c, h);
+    size_t key_words = (HEAD + klen + 7) / 8; /* words that hold the head and the key */
+    for (int way = 0; way < WAYS; way++) {
+        _Atomic uint64_t *e = set + (size_t)way * c->words;
+        uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
+        if ((s1 >> 32) != tag || (s1 & 1) != 0) {
+            continue;
         }
+        for (size_t k = 1; k < key_words; k++) {
+            local[k] = atomic_load_explicit(&e[k], memory_order_relaxed);
+        }
+        size_t n = lb[9];
+        if (lb[8] != klen || n > c->ids_max) {
+            continue; /* another key with this tag, or a torn read: checked below anyway */
+        }
+        size_t ids_end = (c->ids_off + n * sizeof(uint32_t) + 7) / 8;
+        for (size_t k = key_words; k < ids_end; k++) {
+            local[k] = atomic_load_explicit(&e[k], memory_order_relaxed);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
+            continue; /* a writer changed the entry while we read it */
+        }
+        if (memcmp(lb + HEAD, key, klen) != 0) {
+            continue;
+        }
+        memcpy(ids, lb + c->ids_off, n * sizeof *ids);
+        return (int)n;
     }
-    if (n >= 0) {
-        sh->hits++;
-    } else if (count_miss) {
-        sh->misses++;
+    return -1;
+}
+
+/* Rewrites entry e under the writer lock: odd sequence, data, even sequence with the new tag. */
+static void entry_write(pl__tok_cache_t *c, _Atomic uint64_t *e, uint64_t tag, const uint8_t *key,
+                        size_t klen, const uint32_t *ids, size_t n)
+{
+    uint64_t local[256 / 8 + 1];
+    uint8_t *lb = (uint8_t *)local;
+    uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
+    uint32_t seq = (uint32_t)s;
+    atomic_store_explicit(&e[0], (s & ~(uint64_t)UINT32_MAX) | (uint32_t)(seq + 1),
+                          memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    size_t end = 1;
+    if (tag != 0) {
+        memset(lb, 0, c->stride);
+        lb[8] = (uint8_t)klen;
+        lb[9] = (uint8_t)n;
+        memcpy(lb + HEAD, key, klen);
+        memcpy(lb + c->ids_off, ids, n * sizeof *ids);
+        end = (c->ids_off + n * sizeof(uint32_t) + 7) / 8;
     }
-    pthread_mutex_unlock(&sh->mu);
-    return n;
+    for (size_t k = 1; k < end; k++) {
+        atomic_store_explicit(&e[k], local[k], memory_order_relaxed);
+    }
+    atomic_store_explicit(&e[0], tag << 32 | (uint32_t)(seq + 2), memory_order_release);
 }
 
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
@@ -223,68 +224,67 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_
     if (klen > c->key_max || n > c->ids_max) {
         return;
     }
-    shard_t *sh = &c->shards[h >> 58];
-    size_t si = set_index(c, h);
-    uint32_t tag = tag_of(h);
-    pthread_mutex_lock(&sh->mu);
-    uint8_t *set = set_at(c, sh, si);
-    uint8_t *e = NULL;
-    for (int w = 0; w < WAYS && e == NULL; w++) {
-        uint8_t *x = set + (size_t)w * c->stride;
-        if (head(x)->tag == tag && head(x)->klen == klen && memcmp(key_of(x), key, klen) == 0) {
-            e = x; /* another thread stored it meanwhile */
+    uint64_t tag = tag_of(h);
+    size_t si = (size_t)h & (c->sets - 1);
+    _Atomic uint64_t *set = set_at(c, h);
+    pthread_mutex_t *mu = &c->mu[si % N_LOCKS]; /* one lock per set, as in clear */
+    pthread_mutex_lock(mu);
+    int way = -1;
+    for (int w = 0; w < WAYS; w++) {
+        /* Plain reads are fine here: entries change only under this lock. */
+        _Atomic uint64_t *e = set + (size_t)w * c->words;
+        uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
+        if ((s >> 32) == tag && ((const uint8_t *)(const void *)e)[8] == klen &&
+            memcmp((const uint8_t *)(const void *)e + HEAD, key, klen) == 0) {
+            pthread_mutex_unlock(mu); /* another thread stored it meanwhile */
+            return;
+        }
+        if ((s >> 32) == 0 && way < 0) {
+            way = w;
         }
     }
-    for (int w = 0; w < WAYS && e == NULL; w++) {
-        uint8_t *x = set + (size_t)w * c->stride;
-        if (head(x)->tag == 0) {
-            e = x;
-            sh->filled++;
-        }
+    if (way >= 0) {
+        atomic_fetch_add_explicit(&c->filled, 1, memory_order_relaxed);
+    } else {
+        way = c->victim[si] % WAYS;
+        c->victim[si] = (uint8_t)(way + 1);
     }
-    if (e == NULL) {
-        /* Least recently used: the largest age behind the set clock (wraps every 256 uses). */
-        uint8_t now = sh->clock[si];
-        e = set;
-        for (int w = 1; w < WAYS; w++) {
-            uint8_t *x = set + (size_t)w * c->stride;
-            if ((uint8_t)(now - head(x)->age) > (uint8_t)(now - head(e)->age)) {
-                e = x;
-            }
-        }
+    entry_write(c, set + (size_t)way * c->words, tag, key, klen, ids, n);
+    pthread_mutex_unlock(mu);
+}
+
+void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses)
+{
+    if (hits != 0) {
+        atomic_fetch_add_explicit(&c->hits, hits, memory_order_relaxed);
     }
-    head_t *hd = head(e);
-    hd->tag = tag;
-    hd->age = ++sh->clock[si];
-    hd->klen = (uint16_t)klen;
-    hd->nids = (uint8_t)n;
-    memcpy(key_of(e), key, klen);
-    memcpy(ids_of(c, e), ids, n * sizeof *ids);
-    pthread_mutex_unlock(&sh->mu);
+    if (misses != 0) {
+        atomic_fetch_add_explicit(&c->misses, misses, memory_order_relaxed);
+    }
 }
 
 void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, size_t *entries)
 {
-    for (size_t s = 0; s < N_SHARDS; s++) {
-        shard_t *sh = &c->shards[s];
-        pthread_mutex_lock(&sh->mu);
-        *hits += sh->hits;
-        *misses += sh->misses;
-        *entries += sh->filled;
-        pthread_mutex_unlock(&sh->mu);
-    }
+    *hits += atomic_load_explicit(&c->hits, memory_order_relaxed);
+    *misses += atomic_load_explicit(&c->misses, memory_order_relaxed);
+    *entries += (size_t)atomic_load_explicit(&c->filled, memory_order_relaxed);
 }
 
 void pl__tok_cache_clear(pl__tok_cache_t *c)
 {
-    for (size_t s = 0; s < N_SHARDS; s++) {
-        shard_t *sh = &c->shards[s];
-        pthread_mutex_lock(&sh->mu);
-        memset(sh->e, 0, c->sets_per_shard * WAYS * c->stride);
-        memset(sh->clock, 0, c->sets_per_shard);
-        sh->filled = 0;
-        sh->hits = 0;
-        sh->misses = 0;
-        pthread_mutex_unlock(&sh->mu);
+    for (size_t si = 0; si < c->sets; si++) {
+        pthread_mutex_t *mu = &c->mu[si % N_LOCKS];
+        pthread_mutex_lock(mu);
+        for (int w = 0; w < WAYS; w++) {
+            _Atomic uint64_t *e = c->w + (si * WAYS + (size_t)w) * c->words;
+            if ((atomic_load_explicit(&e[0], memory_order_relaxed) >> 32) != 0) {
+                entry_write(c, e, 0, NULL, 0, NULL, 0);
+            }
+        }
+        c->victim[si] = 0;
+        pthread_mutex_unlock(mu);
     }
+    atomic_store_explicit(&c->filled, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->hits, 0, memory_order_relaxed);
+    atomic_store_explicit(&c->misses, 0, memory_order_relaxed);
 }

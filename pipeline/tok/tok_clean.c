@@ -58,6 +58,11 @@ static int clean_ascii(const uint8_t *s, size_t len, char *buf, size_t cap, char
     return 0;
 }
 
+static inline int is_pyspace(uint32_t cp)
+{
+    return cp < 0x80 ? is_ascii_space((uint8_t)cp) : pl__uni_is_pyspace(cp);
+}
+
 /* CPython's handle_capital_sigma: final form when preceded by a cased character and not followed
  * by one, skipping case-ignorable characters both ways. */
 static uint32_t sigma(const uint32_t *s, size_t n, size_t i)
@@ -114,7 +119,7 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
     for (size_t i = 0; i < len;) {
         uint32_t cp;
         CORE_FAIL_IF(pl__utf8_next(s, len, &i, &cp) != 0, CORE_EBAD_UTF8);
-        nfc_needed |= !pl__uni_nfc_quick_yes(cp);
+        nfc_needed |= cp >= 0x300 && !pl__uni_nfc_quick_yes(cp);
         cps[n++] = cp;
     }
     if (nfc_needed) {
@@ -146,7 +151,7 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
     /* strip + split + join, in place. */
     size_t c = 0;
     for (size_t i = 0; i < n;) {
-        while (i < n && pl__uni_is_pyspace(cps[i])) {
+        while (i < n && is_pyspace(cps[i])) {
             i++;
         }
         if (i == n) {
@@ -155,7 +160,7 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
         if (c > 0) {
             cps[c++] = ' ';
         }
-        while (i < n && !pl__uni_is_pyspace(cps[i])) {
+        while (i < n && !is_pyspace(cps[i])) {
             cps[c++] = cps[i++];
         }
     }

@@ -65,6 +65,7 @@ int pl__utf8_next(const uint8_t *s, size_t len, size_t *i, uint32_t *cp);
 /* Appends the UTF-8 of cp to out (room for 4 bytes); returns the byte count. */
 size_t pl__utf8_put(uint8_t *out, uint32_t cp);
 int pl__uni_class(uint32_t cp);
+extern const uint8_t pl__uni_ascii_class[128]; /* pl__uni_class of ASCII, for inner loops */
 int pl__uni_is_pyspace(uint32_t cp); /* Python str.isspace */
 /* Python str.lower of one code point other than U+03A3: writes 1..3 code points, returns n. */
 int pl__uni_lower(uint32_t cp, uint32_t out[3]);
@@ -111,33 +112,34 @@ uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_
 
 /* --- tok_cache.c --- */
 /* Two caches per tokenizer: short words in 64-byte entries, longer ones in 256-byte entries. */
-#define PL__CACHE_SHORT_KEY 24
+#define PL__CACHE_SHORT_KEY 22
 #define PL__CACHE_SHORT_IDS 8
-#define PL__CACHE_LONG_KEY 88
+#define PL__CACHE_LONG_KEY 86
 #define PL__CACHE_LONG_IDS 40
 #define PL__CACHE_LONG_SHARE 16 /* the long-word cache has 1/16 of the entries */
 /* About max_entries entries (a power of two, at least 256) for keys up to key_max bytes with up
  * to ids_max ids; 0 entries gives *out = NULL (no cache). */
 int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__tok_cache_t **out);
 void pl__tok_cache_free(pl__tok_cache_t *c);
-size_t pl__tok_cache_key_max(const pl__tok_cache_t *c);
 uint64_t pl__tok_hash_bytes(const void *p, size_t n);
 /* Alignment for a randomly probed table of `bytes` (2 MiB from 1 MiB up), and the hint that asks
  * for transparent huge pages for it. */
 size_t pl__tok_table_align(size_t bytes);
 void pl__tok_advise_huge(void *p, size_t bytes);
-/* Hints the memory of key's set into the CPU cache (no lock; no effect on results). */
+/* Hints the memory of key's set into the CPU cache (no effect on results). */
 void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h);
 /* Copies the cached ids of key into ids (room for the cache's ids_max) and returns their count,
- * or -1 on a miss, which is counted only when count_miss is set (a lookup that falls back to the
- * other cache is one lookup). Thread-safe. */
+ * or -1 on a miss. Lock-free; thread-safe. */
 int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
-                      uint32_t *ids, int count_miss);
+                      uint32_t *ids);
 /* Stores a result; keys or results over the limits are ignored. Thread-safe. */
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
                        const uint32_t *ids, size_t n);
+/* Adds to the hit/miss counters (callers sum them per call). Thread-safe. */
+void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses);
 /* Adds this cache's counters to *hits, *misses, *entries. */
 void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, size_t *entries);
+/* Empties the cache and zeroes its counters. Thread-safe (lookups meanwhile may miss). */
 void pl__tok_cache_clear(pl__tok_cache_t *c);
 
 #endif

@@ -65,16 +65,21 @@ int pl_tok_pretokenize(const char *clean, size_t len, pl_tok_piece_cb cb, void *
             continue;
         }
         uint32_t cp;
-        if (pl__utf8_next(s, len, &i, &cp) != 0) {
-            return CORE_EBAD_UTF8;
+        int cls;
+        if (s[i] < 0x80) {
+            cls = pl__uni_ascii_class[s[i++]];
+        } else {
+            if (pl__utf8_next(s, len, &i, &cp) != 0) {
+                return CORE_EBAD_UTF8;
+            }
+            cls = pl__uni_class(cp);
         }
-        int cls = pl__uni_class(cp);
         if (cls == PL__CLS_LETTER || cls == PL__CLS_OTHER) {
             /* Greedy run of the same class. */
             while (i < len) {
                 size_t q = i;
                 if (s[q] < 0x80) {
-                    if (pl__uni_class(s[q]) != cls) {
+                    if (pl__uni_ascii_class[s[q]] != cls) {
                         break;
                     }
                     i = q + 1;

@@ -98,7 +98,7 @@ int pl__uni_is_pyspace(uint32_t cp)
 }
 
 /* ASCII classes, precomputed (the common case). */
-static const uint8_t ascii_class[128] = {
+const uint8_t pl__uni_ascii_class[128] = {
 #define O PL__CLS_OTHER
 #define S PL__CLS_SPACE
 #define L PL__CLS_LETTER
@@ -120,7 +120,7 @@ static const uint8_t ascii_class[128] = {
 int pl__uni_class(uint32_t cp)
 {
     if (cp < 128) {
-        return ascii_class[cp];
+        return pl__uni_ascii_class[cp];
     }
     for (size_t i = 0; i < PL__UNI_N_CLASS_FIX; i++) {
         if (pl__uni_class_fix[i][0] == cp) {

@@ -6,6 +6,7 @@
  * Expected values marked "Python" were computed with /usr/bin/python3 (3.11.2, regex 2022.10.31):
  * html.unescape, str.lower, the reference SimpleTokenizer with ftfy replaced by NFC. */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <zlib.h>
 
 #include "core/sha256.h"
@@ -1062,6 +1063,22 @@ static void *thr_main(void *arg)
     return NULL;
 }
 
+typedef struct {
+    const pl_tok_t *tok;
+    _Atomic int stop;
+    int clears;
+} clearer_t;
+
+static void *clearer_main(void *arg)
+{
+    clearer_t *c = arg;
+    while (!atomic_load(&c->stop)) {
+        pl_tok_cache_clear(c->tok);
+        c->clears++;
+    }
+    return NULL;
+}
+
 T_CASE(threads_share_one_tokenizer)
 {
     pl_tok_t *tok = tok_clip();
@@ -1070,13 +1087,31 @@ T_CASE(threads_share_one_tokenizer)
     tok_golden_row_t *rows;
     size_t n = tok_golden_load(&rows);
     enum { NT = 6 };
-    pthread_t th[NT];
+    pthread_t th[NT], cl;
     thr_t a[NT];
     for (int i = 0; i < NT; i++) {
         a[i] = (thr_t){tok, rows, n, (size_t)i * n / NT, 0};
         T_ASSERT_EQ(pthread_create(&th[i], NULL, thr_main, &a[i]), 0);
     }
+    /* and one more thread emptying the cache all the time: lookups racing with writers and
+     * clears must still give the exact ids (the seqlock discards torn reads) */
+    clearer_t c = {.tok = tok, .clears = 0};
+    atomic_init(&c.stop, 0);
+    T_ASSERT_EQ(pthread_create(&cl, NULL, clearer_main, &c), 0);
     size_t bad = 0;
+    for (int i = 0; i < NT; i++) {
+        T_ASSERT_EQ(pthread_join(th[i], NULL), 0);
+        bad += a[i].bad;
+    }
+    atomic_store(&c.stop, 1);
+    T_ASSERT_EQ(pthread_join(cl, NULL), 0);
+    T_ASSERT(c.clears > 0);
+    T_ASSERT_EQ(bad, 0);
+    /* again without the clearer, so the counters below see a working cache */
+    for (int i = 0; i < NT; i++) {
+        a[i].bad = 0;
+        T_ASSERT_EQ(pthread_create(&th[i], NULL, thr_main, &a[i]), 0);
+    }
     for (int i = 0; i < NT; i++) {
         T_ASSERT_EQ(pthread_join(th[i], NULL), 0);
         bad += a[i].bad;
