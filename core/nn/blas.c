@@ -43,10 +43,11 @@ const char *nn_blas_pick_coretype(int has_avx512f, int has_avx2, const char *cor
 int nn_blas_set_threads(int threads)
 {
     if (threads > 0) {
-        openblas_set_num_threads(threads);
+        /* nn_gemm splits large GEMMs over the pool; OpenBLAS itself runs single-threaded */
+        openblas_set_num_threads(1);
         nn__pool_set_threads(threads);
     }
-    return openblas_get_num_threads();
+    return nn__pool_threads();
 }
 
 int nn_threads(void)
@@ -160,6 +161,11 @@ int nn_blas_init(int threads, char *const *argv, nn_blas_info_t *info)
                       has512 ? "AVX-512" : "AVX2", want,
                       inf->user_coretype ? "; OPENBLAS_CORETYPE is set, so it is kept" : "");
     }
+    if (threads <= 0) {
+        /* keep the count OpenBLAS chose (OPENBLAS_NUM_THREADS or the cores), but run it through
+         * the pool */
+        threads = openblas_get_num_threads();
+    }
     inf->threads = nn_blas_set_threads(threads);
     snprintf(inf->corename, sizeof inf->corename, "%s", core ? core : "?");
     snprintf(inf->config, sizeof inf->config, "%s", openblas_get_config());
@@ -173,7 +179,8 @@ int nn_blas_init(int threads, char *const *argv, nn_blas_info_t *info)
     if (rc < 0) {
         return rc;
     }
-    core_log_info("OpenBLAS: kernel %s%s, %d thread%s, sgemm verified (max rel err %.2g)",
+    core_log_info("OpenBLAS: kernel %s%s, %d thread%s (nn pool; OpenBLAS single-threaded), sgemm "
+                  "verified (max rel err %.2g)",
                   inf->corename, inf->user_coretype ? " (OPENBLAS_CORETYPE)" : "", inf->threads,
                   inf->threads == 1 ? "" : "s", inf->max_rel_err);
     return 0;

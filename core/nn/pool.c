@@ -114,8 +114,15 @@ void nn__parallel_for(int n, int min_per_chunk, nn__task_fn fn, void *ctx)
     pthread_cond_broadcast(&g_pool.cv);
     pthread_mutex_unlock(&g_pool.mu);
     run_chunks();
-    /* the caller finished its share; wait for the others (short: chunks are balanced) */
-    while (atomic_load(&g_pool.done) < chunks) {
-        sched_yield();
+    /* the caller finished its share; wait for the others (short: chunks are balanced), with a
+     * pause loop first so a near-finished worker is not charged a sched_yield round trip */
+    for (int spin = 0; atomic_load(&g_pool.done) < chunks; spin++) {
+        if (spin < 4096) {
+#if defined(__x86_64__) || defined(__i386__)
+            __builtin_ia32_pause();
+#endif
+        } else {
+            sched_yield();
+        }
     }
 }

@@ -57,6 +57,42 @@ T_CASE(gemm_matches_naive)
     }
 }
 
+T_CASE(gemm_split_over_threads)
+{
+    /* large GEMMs are split into row or column blocks over the pool; 1 and 3 threads agree to
+     * rounding (OpenBLAS may pick its small-matrix kernels for the blocks, which sum in another
+     * order), and both match the reference */
+    static const int shapes[][3] = {{261, 70, 300}, {70, 261, 300}, {1000, 17, 400}};
+    core_rng_t r;
+    core_rng_init(&r, 2, 0);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        int M = shapes[s][0], N = shapes[s][1], K = shapes[s][2];
+        for (int t = 0; t < 4; t++) {
+            int ta = t & 1, tb = t >> 1;
+            float *a = rnd((size_t)M * (size_t)K, &r), *b = rnd((size_t)K * (size_t)N, &r);
+            float *c[3];
+            for (int k = 0; k < 3; k++) {
+                c[k] = core_calloc((size_t)M * (size_t)N, sizeof(float));
+            }
+            T_ASSERT_EQ(nn_blas_set_threads(1), 1);
+            nn_gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c[0], N);
+            T_ASSERT_EQ(nn_blas_set_threads(3), 3);
+            nn_gemm(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c[1], N);
+            nn_gemm_naive(ta, tb, M, N, K, 1.0f, a, ta ? M : K, b, tb ? K : N, 0.0f, c[2], N);
+            for (size_t i = 0; i < (size_t)M * (size_t)N; i++) {
+                T_ASSERT_NEAR(c[1][i], c[2][i], 1e-4);
+                T_ASSERT_NEAR(c[0][i], c[1][i], 1e-4);
+            }
+            for (int k = 0; k < 3; k++) {
+                core_free(c[k]);
+            }
+            core_free(a);
+            core_free(b);
+        }
+    }
+    nn_blas_set_threads(1);
+}
+
 T_CASE(gemm_naive_known_values)
 {
     /* [1 2; 3 4] * [5 6; 7 8] = [19 22; 43 50]; with A^T: [1 3; 2 4] * B = [26 30; 38 44] */
@@ -105,8 +141,10 @@ T_CASE(blas_verify_and_init)
     T_ASSERT(info.corename[0] != '\0');
     T_ASSERT(strstr(info.config, "OpenBLAS") != NULL);
     T_ASSERT(nn_blas_set_threads(2) == 2);
+    T_ASSERT(nn_threads() == 2);
     T_ASSERT(nn_blas_set_threads(0) == 2);
     T_ASSERT(nn_blas_set_threads(1) == 1);
+    T_ASSERT(nn_threads() == 1);
 }
 
 T_MAIN()

@@ -17,7 +17,7 @@
 typedef struct nn_blas_info_s {
     char corename[32];  /* openblas_get_corename() after set-up */
     char config[128];   /* openblas_get_config() */
-    int threads;        /* openblas_get_num_threads() after set-up */
+    int threads;        /* threads of the nn pool after set-up (OpenBLAS runs single-threaded) */
     int user_coretype;  /* OPENBLAS_CORETYPE was set by the user (or by our re-exec) */
     int fallback;       /* the kernel in use is a fallback for this CPU (warned) */
     double max_rel_err; /* worst relative error seen by the sgemm check */
@@ -31,8 +31,9 @@ typedef struct nn_blas_info_s {
 const char *nn_blas_pick_coretype(int has_avx512f, int has_avx2, const char *corename);
 
 /* Call first thing in main (before threads exist; it may execv). `argv` is main's argv (NULL
- * disables the re-exec). `threads` > 0 sets the OpenBLAS thread count, 0 keeps OpenBLAS's
- * choice (OPENBLAS_NUM_THREADS or the core count). On success fills *info (may be NULL).
+ * disables the re-exec). `threads` > 0 sets the thread count (nn_blas_set_threads), 0 takes
+ * OpenBLAS's choice (OPENBLAS_NUM_THREADS or the core count). On success fills *info (may be
+ * NULL).
  * Returns 0, or CORE_EMISMATCH when sgemm disagrees with the reference (do not train then). Does
  * not return when it re-executes; a failed execv is logged and set-up continues. */
 int nn_blas_init(int threads, char *const *argv, nn_blas_info_t *info);
@@ -42,10 +43,11 @@ int nn_blas_init(int threads, char *const *argv, nn_blas_info_t *info);
  * Allocates scratch with core_malloc (CORE_ERR(ENOMEM) if that fails). Thread-safe. */
 int nn_blas_verify(double *max_rel_err);
 
-/* Sets the thread count of OpenBLAS (openblas_set_num_threads) and of the nn kernels' own pool
- * (LayerNorm, GELU, attention, loss, AdamW loops; at most NN_MAX_THREADS); threads <= 0 changes
- * nothing. Returns OpenBLAS's count now in effect. Call from the training thread, not while a
- * kernel runs. */
+/* Sets the thread count of the nn kernels' pool (at most NN_MAX_THREADS), which runs the large
+ * GEMMs (nn_gemm splits C into blocks, one single-threaded sgemm each) and the other loops
+ * (LayerNorm, GELU, attention per head, loss rows, AdamW). OpenBLAS itself is set to one thread
+ * so that no second set of workers spins between GEMMs. threads <= 0 changes nothing. Returns the
+ * pool's count. Call from the training thread, not while a kernel runs. */
 int nn_blas_set_threads(int threads);
 
 /* Threads the nn kernels' pool uses (1 until nn_blas_set_threads/nn_blas_init). */
