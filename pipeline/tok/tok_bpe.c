@@ -42,6 +42,11 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
     uint32_t rank[PL__TOK_SHORT_WORD], nid[PL__TOK_SHORT_WORD];
     uint8_t src[PL__TOK_SHORT_WORD]; /* old index of a copied symbol, NEW for a merged one */
     enum { NEW = 0xff };
+    /* The first lookups are independent: start all their memory loads before using any. */
+    for (size_t i = 0; i + 1 < n; i++) {
+        uint64_t key = (uint64_t)w[i] << 32 | w[i + 1];
+        __builtin_prefetch(&tok->mtab[pl__tok_mix(key) & tok->mmask]);
+    }
     for (size_t i = 0; i + 1 < n; i++) {
         rank[i] = pl__tok_merge_find(tok, w[i], w[i + 1], &nid[i]);
     }

@@ -183,7 +183,12 @@ int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t
         if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
             continue; /* a writer changed the entry while we read it */
         }
-        if (memcmp(lb + HEAD, key, klen) != 0) {
+        /* Keys are a few bytes: a plain loop beats a call to memcmp. */
+        size_t k = 0;
+        while (k < klen && lb[HEAD + k] == key[k]) {
+            k++;
+        }
+        if (k != klen) {
             continue;
         }
         memcpy(ids, lb + c->ids_off, n * sizeof *ids);
