@@ -3,10 +3,12 @@
  * loading are not timed. Prints one RESULT line that bench/ingest.sh compares with the Python peer
  * (bench/ingest_peer.py), which prints the same fields.
  *
- *   bench_ingest [--verify full|header] [-v VOCAB] [-d TMPDIR] [-r REPS] PATH...
+ *   bench_ingest [--verify full|header] [-v VOCAB] [-d TMPDIR] [-r REPS] [-t THREADS] PATH...
  *
  * With -r REPS the whole ingest is repeated into REPS fresh stores (the vocabulary is loaded once)
  * and the figures are totals over the repetitions (each sample counted once per repetition).
+ * -t THREADS gives the ingest that many sample workers (default 0: everything on this thread, the
+ * per-core figure); cpu_s then sums all threads, wall_s shows the speed-up.
  * PATHs are tar files or directories (walked, sorted, like sc-shard ingest). cpu_s is this
  * process's user+sys time over the ingest (getrusage), the per-core figure. */
 #include <dirent.h>
@@ -127,6 +129,7 @@ int main(int argc, char **argv)
     const char *vocab = "../shared/data/tokenizer/bpe_simple_vocab_16e6.txt.gz";
     const char *tmp = "/tmp";
     int reps = 1;
+    int threads = 0;
     pl_store_policy_t pol;
     pl_store_policy_default(&pol);
     for (int i = 1; i < argc; i++) {
@@ -136,6 +139,8 @@ int main(int argc, char **argv)
             vocab = argv[++i];
         } else if (strcmp(argv[i], "-d") == 0 && i + 1 < argc) {
             tmp = argv[++i];
+        } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
+            threads = atoi(argv[++i]);
         } else if (strcmp(argv[i], "-r") == 0 && i + 1 < argc) {
             reps = atoi(argv[++i]);
         } else {
@@ -144,7 +149,7 @@ int main(int argc, char **argv)
     }
     if (g_n == 0 || reps < 1) {
         fprintf(stderr, "usage: bench_ingest [--verify full|header] [-v VOCAB] [-d TMPDIR] "
-                        "[-r REPS] PATH...\n");
+                        "[-r REPS] [-t THREADS] PATH...\n");
         return 2;
     }
     uint64_t in_bytes = 0;
@@ -182,6 +187,7 @@ int main(int argc, char **argv)
         pl_ingest_opts_t o;
         pl_ingest_opts_default(&o);
         o.log_rejects = 0;
+        o.threads = threads;
         pl_ingest_t *ing = NULL;
         rc = pl_ingest_new(st, tok, &o, &ing);
         if (rc < 0) {
@@ -203,12 +209,13 @@ int main(int argc, char **argv)
     }
     const pl_ingest_stats_t *s = &tot;
     double mb = (double)in_bytes * reps / 1e6;
-    printf("RESULT impl=c verify=%s samples=%" PRIu64 " kept=%" PRIu64 " rejected=%" PRIu64
+    printf("RESULT impl=c threads=%d verify=%s samples=%" PRIu64 " kept=%" PRIu64
+           " rejected=%" PRIu64
            " mb=%.2f wall_s=%.3f cpu_s=%.3f samples_per_cpu_s=%.1f mb_per_cpu_s=%.2f "
            "read_s=%.3f decode_s=%.3f tokenize_s=%.3f compress_s=%.3f lmdb_s=%.3f\n",
-           pol.verify == PL_VERIFY_FULL ? "full" : "header", s->samples, s->kept, s->rejected, mb,
-           wall, cpu, (double)s->samples / cpu, mb / cpu, s->t_read, s->t_decode, s->t_tokenize,
-           s->t_compress, s->t_lmdb);
+           threads, pol.verify == PL_VERIFY_FULL ? "full" : "header", s->samples, s->kept,
+           s->rejected, mb, wall, cpu, (double)s->samples / cpu, mb / cpu, s->t_read, s->t_decode,
+           s->t_tokenize, s->t_compress, s->t_lmdb);
     pl_tok_free(tok);
     for (size_t i = 0; i < g_n; i++) {
         core_free(g_files[i]);

@@ -57,9 +57,10 @@ static const char usage_text[] =
     "         [--caption-max-bytes N] [--caption-overflow truncate|reject]\n"
     "         [--max-dim N] [--max-pixels N] [--shard-max-bytes N] [--shard-max-records N]\n"
     "                       create an empty store recording the vocabulary hash and policy\n"
-    "  ingest STORE [--vocab FILE] [--batch N] [--no-progress] [--quiet] PATH...\n"
+    "  ingest STORE [--vocab FILE] [--threads N] [--batch N] [--no-progress] [--quiet] PATH...\n"
     "                       add webdataset .tar/.tar.gz/.tgz/.tar.zst files (directories are\n"
-    "                       walked, sorted); finished files add nothing, interrupted ones resume\n"
+    "                       walked, sorted); finished files add nothing, interrupted ones resume;\n"
+    "                       --threads: sample workers (default: the CPUs, at most 16; 0 = none)\n"
     "  ls STORE             shards: sequence range, records, bytes; and source files\n"
     "  stat STORE [--vocab FILE]\n"
     "                       totals, rejects by reason, image formats and sizes, caption bytes,\n"
@@ -127,6 +128,7 @@ typedef struct opts_s {
     pl_store_caps_t caps;
     long batch;
     long top_n;
+    int threads; /* -1: not given */
     int no_progress;
     int quiet;
 } opts_t;
@@ -169,6 +171,7 @@ static void parse_opts(int argc, char **argv, int start, opts_t *o)
     pl_store_policy_default(&o->pol);
     pl_store_caps_default(&o->caps);
     o->top_n = 50;
+    o->threads = -1;
     for (int i = start; i < argc; i++) {
         const char *a = argv[i];
 #define NEXT() (i + 1 < argc ? argv[++i] : (die_usage("%s needs a value", a), ""))
@@ -206,6 +209,8 @@ static void parse_opts(int argc, char **argv, int start, opts_t *o)
             o->caps.shard_max_bytes = parse_u64(a, NEXT());
         } else if (strcmp(a, "--shard-max-records") == 0) {
             o->caps.shard_max_records = parse_u64(a, NEXT());
+        } else if (strcmp(a, "--threads") == 0 || strcmp(a, "-j") == 0) {
+            o->threads = (int)parse_u32(a, NEXT());
         } else if (strcmp(a, "--batch") == 0) {
             o->batch = (long)parse_u32(a, NEXT());
         } else if (strcmp(a, "-n") == 0) {
@@ -428,6 +433,12 @@ static int cmd_ingest(opts_t *o)
         io.batch_records = (size_t)o->batch;
     }
     io.log_rejects = !o->quiet;
+    if (o->threads >= 0) {
+        io.threads = o->threads;
+    } else {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        io.threads = n > 1 ? (int)(n > 16 ? 16 : n) : 0;
+    }
     io.progress = ingest_progress;
     io.progress_ud = &ui;
     io.stop = &g_stop;

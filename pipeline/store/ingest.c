@@ -5,6 +5,7 @@
 #include <archive.h>
 #include <archive_entry.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -84,14 +85,55 @@ typedef struct group_s {
     int has_members;
 } group_t;
 
+/* What one processing thread owns: decoders and scratch buffers, reused across samples. */
+typedef struct wctx_s {
+    pl_img_ctx_t *img;
+    pl__verifier_t *verifier;
+    uint8_t *enc; /* record encode scratch */
+    size_t enc_cap;
+    char *caption; /* caption scratch (json captions) */
+    size_t caption_cap;
+    double t_decode, t_tokenize, t_compress;
+} wctx_t;
+
+/* Outcome of one sample: kept, or rejected with reason and a detail text for the log. */
+typedef struct verdict_s {
+    uint32_t reason;
+    char detail[192];
+} verdict_t;
+
+enum { JOB_FREE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
+
+/* A sample in flight between the archive reader and the in-order committer. */
+typedef struct job_s {
+    group_t g;
+    int seen, incomplete, prev_incomplete;
+    uint64_t prev_index;
+    int state;
+    int rc;
+    verdict_t v;
+    uint8_t *rec; /* the encoded record when kept (core_malloc'd, handed to the batch) */
+    size_t rec_len, img_len;
+} job_t;
+
 struct pl_ingest_s {
     pl_store_t *st;
     const pl_tok_t *tok;
     pl_ingest_opts_t opts;
     pl_store_policy_t policy;
     pl_img_limits_t lim;
-    pl_img_ctx_t *img;
-    pl__verifier_t *verifier;
+    wctx_t *w; /* w[0] is the calling thread's; w[1..n_threads] the workers' */
+    int n_threads;
+    /* the window of samples in flight (a ring indexed by submission number) */
+    job_t *ring;
+    size_t ring_cap;
+    uint64_t head, tail; /* next to commit, next to submit */
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    pthread_t *th;
+    int n_running_threads;
+    int quit;
+    const char *file_base;
     pl_ingest_stats_t stats;
     /* the batch of the current file */
     uint8_t **recs;
@@ -100,10 +142,6 @@ struct pl_ingest_s {
     pl_store_reject_t *rejs;
     size_t n_rejs, cap_rejs;
     pl__keymap_t keys;
-    uint8_t *enc; /* record encode scratch */
-    size_t enc_cap;
-    char *caption; /* caption scratch */
-    size_t caption_cap;
     group_t g;
 };
 
@@ -134,13 +172,26 @@ int pl_ingest_new(pl_store_t *st, const pl_tok_t *tok, const pl_ingest_opts_t *o
     ing->policy = *pl_store_policy(st);
     ing->lim.max_side = ing->policy.max_dim;
     ing->lim.max_pixels = ing->policy.max_pixels;
-    rc = pl_img_ctx_new(&ing->img);
-    if (rc == 0) {
-        rc = pl__verifier_new(ing->img, &ing->verifier);
+    ing->n_threads =
+        ing->opts.threads > 1 ? (ing->opts.threads > 256 ? 256 : ing->opts.threads) : 0;
+    ing->ring_cap = ing->n_threads ? 2 * (size_t)ing->n_threads + 2 : 1;
+    pthread_mutex_init(&ing->mu, NULL);
+    pthread_cond_init(&ing->cv_work, NULL);
+    pthread_cond_init(&ing->cv_done, NULL);
+    ing->w = core_calloc((size_t)ing->n_threads + 1, sizeof(wctx_t));
+    ing->ring = core_calloc(ing->ring_cap, sizeof(job_t));
+    ing->th = core_calloc((size_t)ing->n_threads + 1, sizeof(pthread_t));
+    if (ing->w == NULL || ing->ring == NULL || ing->th == NULL) {
+        rc = CORE_ERR(ENOMEM);
+    }
+    for (int i = 0; rc == 0 && i <= ing->n_threads; i++) {
+        rc = pl_img_ctx_new(&ing->w[i].img);
+        if (rc == 0) {
+            rc = pl__verifier_new(ing->w[i].img, &ing->w[i].verifier);
+        }
     }
     if (rc < 0) {
-        pl_img_ctx_free(ing->img);
-        core_free(ing);
+        pl_ingest_free(ing);
         return rc;
     }
     *out = ing;
@@ -172,6 +223,16 @@ static void group_reset(group_t *g)
     g->has_members = 0;
 }
 
+static void group_free(group_t *g)
+{
+    group_reset(g);
+    for (int i = 0; i < N_SLOTS; i++) {
+        core_free(g->slot[i].p);
+        g->slot[i].p = NULL;
+        g->slot[i].cap = 0;
+    }
+}
+
 void pl_ingest_free(pl_ingest_t *ing)
 {
     if (ing == NULL) {
@@ -182,14 +243,23 @@ void pl_ingest_free(pl_ingest_t *ing)
     core_free(ing->rec_lens);
     core_free(ing->rejs);
     pl__keymap_free(&ing->keys);
-    group_reset(&ing->g);
-    for (int i = 0; i < N_SLOTS; i++) {
-        core_free(ing->g.slot[i].p);
+    group_free(&ing->g);
+    for (size_t i = 0; ing->ring && i < ing->ring_cap; i++) {
+        group_free(&ing->ring[i].g);
+        core_free(ing->ring[i].rec);
     }
-    core_free(ing->enc);
-    core_free(ing->caption);
-    pl__verifier_free(ing->verifier);
-    pl_img_ctx_free(ing->img);
+    for (int i = 0; ing->w && i <= ing->n_threads; i++) {
+        core_free(ing->w[i].enc);
+        core_free(ing->w[i].caption);
+        pl__verifier_free(ing->w[i].verifier);
+        pl_img_ctx_free(ing->w[i].img);
+    }
+    core_free(ing->w);
+    core_free(ing->ring);
+    core_free(ing->th);
+    pthread_mutex_destroy(&ing->mu);
+    pthread_cond_destroy(&ing->cv_work);
+    pthread_cond_destroy(&ing->cv_done);
     pl_record_thread_cleanup();
     core_free(ing);
 }
@@ -220,7 +290,8 @@ static int batch_add_reject(pl_ingest_t *ing, uint64_t index, uint32_t reason, c
     return 0;
 }
 
-static int batch_add_record(pl_ingest_t *ing, const uint8_t *rec, size_t len)
+/* Takes ownership of `rec` (core_malloc'd) on success. */
+static int batch_add_record(pl_ingest_t *ing, uint8_t *rec, size_t len)
 {
     if (ing->n_recs == ing->cap_recs) {
         size_t nc = ing->cap_recs ? ing->cap_recs * 2 : 256;
@@ -236,12 +307,7 @@ static int batch_add_record(pl_ingest_t *ing, const uint8_t *rec, size_t len)
         ing->rec_lens = nl;
         ing->cap_recs = nc;
     }
-    uint8_t *copy = core_malloc(len);
-    if (copy == NULL) {
-        return CORE_ERR(ENOMEM);
-    }
-    memcpy(copy, rec, len);
-    ing->recs[ing->n_recs] = copy;
+    ing->recs[ing->n_recs] = rec;
     ing->rec_lens[ing->n_recs++] = len;
     ing->batch_bytes += len;
     return 0;
@@ -306,12 +372,6 @@ static uint32_t img_reason_to_reject(int r)
     }
 }
 
-/* Outcome of one sample: kept, or rejected with reason and a detail text for the log. */
-typedef struct verdict_s {
-    uint32_t reason;
-    char detail[192];
-} verdict_t;
-
 static int reject(verdict_t *v, uint32_t reason, const char *detail)
 {
     v->reason = reason;
@@ -320,7 +380,7 @@ static int reject(verdict_t *v, uint32_t reason, const char *detail)
 }
 
 /* Finds the caption bytes of the group. Returns 0 with cap and len set, or a reject verdict. */
-static int group_caption(pl_ingest_t *ing, group_t *g, verdict_t *v, const char **cap, size_t *len)
+static int group_caption(wctx_t *w, group_t *g, verdict_t *v, const char **cap, size_t *len)
 {
     if (g->slot[SLOT_TXT].present) {
         *cap = (const char *)g->slot[SLOT_TXT].p;
@@ -342,23 +402,26 @@ static int group_caption(pl_ingest_t *ing, group_t *g, verdict_t *v, const char 
         return reject(v, PL_REJECT_NO_CAPTION, "no .txt and no \"caption\" string in .json");
     }
     size_t n = json_string_length(c);
-    if (n + 1 > ing->caption_cap) {
-        char *np = core_realloc(ing->caption, n + 1);
+    if (n + 1 > w->caption_cap) {
+        char *np = core_realloc(w->caption, n + 1);
         if (np == NULL) {
             json_decref(root);
             return CORE_ERR(ENOMEM);
         }
-        ing->caption = np;
-        ing->caption_cap = n + 1;
+        w->caption = np;
+        w->caption_cap = n + 1;
     }
-    memcpy(ing->caption, json_string_value(c), n);
+    memcpy(w->caption, json_string_value(c), n);
     json_decref(root);
-    *cap = ing->caption;
+    *cap = w->caption;
     *len = n;
     return 0;
 }
 
-static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, verdict_t *v)
+/* Checks, tokenizes and encodes one sample on any thread (reads only immutable ingest state and
+ * the thread's wctx). A kept sample's record is left in w->enc[0..*rec_len). */
+static int process_group(const pl_ingest_t *ing, wctx_t *w, group_t *g, const char *file_base,
+                         verdict_t *v, size_t *rec_len, size_t *img_len_out)
 {
     int rc = 0;
     uint8_t *reenc = NULL;
@@ -380,7 +443,7 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
     const char *cap = NULL;
     size_t clen = 0;
     uint64_t t0 = core_now_ns();
-    rc = group_caption(ing, g, v, &cap, &clen);
+    rc = group_caption(w, g, v, &cap, &clen);
     if (rc < 0 || v->reason != PL_REJECT_NONE) {
         return rc;
     }
@@ -395,7 +458,7 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
     size_t n_used = 0;
     rc = pl_tok_row(ing->tok, cap, clen, row, &tok_trunc, &n_used);
     uint64_t t1 = core_now_ns();
-    ing->stats.t_tokenize += (double)(t1 - t0) * 1e-9;
+    w->t_tokenize += (double)(t1 - t0) * 1e-9;
     if (rc == CORE_EBAD_UTF8) {
         return reject(v, PL_REJECT_CAPTION_UTF8, NULL);
     }
@@ -415,7 +478,7 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
     pl_img_err_t ierr;
     memset(&ierr, 0, sizeof(ierr));
     if (ing->policy.verify == PL_VERIFY_FULL) {
-        rc = pl__verify_image(ing->verifier, img, img_len, &ing->lim, &info, &ierr);
+        rc = pl__verify_image(w->verifier, img, img_len, &ing->lim, &info, &ierr);
     } else {
         rc = pl_img_probe(img, img_len, &ing->lim, &info, &ierr);
     }
@@ -423,20 +486,20 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
         return rc; /* not the sample's fault: stop rather than reject nondeterministically */
     }
     if (rc < 0) {
-        ing->stats.t_decode += (double)(core_now_ns() - t1) * 1e-9;
+        w->t_decode += (double)(core_now_ns() - t1) * 1e-9;
         return reject(v, img_reason_to_reject(ierr.reason), ierr.text);
     }
     if (ing->policy.max_side &&
         (info.width > ing->policy.max_side || info.height > ing->policy.max_side)) {
         size_t rlen = 0;
         pl_img_info_t oinfo;
-        rc = pl_img_reencode_max_side(ing->img, img, img_len, &ing->lim, ing->policy.max_side, 90,
+        rc = pl_img_reencode_max_side(w->img, img, img_len, &ing->lim, ing->policy.max_side, 90,
                                       &reenc, &rlen, &oinfo, &ierr);
         if (rc == CORE_ERR(ENOMEM)) {
             return rc;
         }
         if (rc < 0) {
-            ing->stats.t_decode += (double)(core_now_ns() - t1) * 1e-9;
+            w->t_decode += (double)(core_now_ns() - t1) * 1e-9;
             return reject(v, img_reason_to_reject(ierr.reason), ierr.text);
         }
         if (reenc) {
@@ -447,7 +510,7 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
         }
     }
     uint64_t t2 = core_now_ns();
-    ing->stats.t_decode += (double)(t2 - t1) * 1e-9;
+    w->t_decode += (double)(t2 - t1) * 1e-9;
 
     pl_record_in_t in = {
         .tokens = row,
@@ -470,24 +533,22 @@ static int process_group(pl_ingest_t *ing, group_t *g, const char *file_base, ve
         rc = reject(v, PL_REJECT_RECORD_TOO_LARGE, NULL);
         goto out;
     }
-    if (bound > ing->enc_cap) {
-        uint8_t *ne = core_realloc(ing->enc, bound);
+    if (bound > w->enc_cap) {
+        uint8_t *ne = core_realloc(w->enc, bound);
         if (ne == NULL) {
             rc = CORE_ERR(ENOMEM);
             goto out;
         }
-        ing->enc = ne;
-        ing->enc_cap = bound;
+        w->enc = ne;
+        w->enc_cap = bound;
     }
-    rc = pl_record_encode(&in, ing->enc, ing->enc_cap, &n);
+    rc = pl_record_encode(&in, w->enc, w->enc_cap, &n);
     if (rc < 0) {
         goto out;
     }
-    ing->stats.t_compress += (double)(core_now_ns() - t2) * 1e-9;
-    rc = batch_add_record(ing, ing->enc, n);
-    if (rc == 0) {
-        ing->stats.bytes_image += img_len;
-    }
+    w->t_compress += (double)(core_now_ns() - t2) * 1e-9;
+    *rec_len = n;
+    *img_len_out = img_len;
 out:
     core_free(reenc);
     return rc;
@@ -550,7 +611,193 @@ static int group_incomplete(const group_t *g)
     return !has_img || !(g->slot[SLOT_TXT].present || g->slot[SLOT_JSON].present);
 }
 
-/* Finishes the current group: split-key bookkeeping, processing, batching, maybe a commit. */
+/* Runs one job on any thread: the sample's verdict and, when kept, its record. */
+static void job_run(const pl_ingest_t *ing, wctx_t *w, job_t *job)
+{
+    size_t rec_len = 0, img_len = 0;
+    job->rc = process_group(ing, w, &job->g, ing->file_base, &job->v, &rec_len, &img_len);
+    if (job->rc == 0 && job->v.reason == PL_REJECT_NONE) {
+        job->rec = core_malloc(rec_len);
+        if (job->rec == NULL) {
+            job->rc = CORE_ERR(ENOMEM);
+        } else {
+            memcpy(job->rec, w->enc, rec_len);
+            job->rec_len = rec_len;
+            job->img_len = img_len;
+        }
+    }
+}
+
+typedef struct worker_arg_s {
+    pl_ingest_t *ing;
+    wctx_t *w;
+} worker_arg_t;
+
+/* A worker takes queued jobs (any order; the reader commits in order) until told to quit. */
+static void *worker_main(void *arg)
+{
+    worker_arg_t *a = arg;
+    pl_ingest_t *ing = a->ing;
+    pthread_mutex_lock(&ing->mu);
+    for (;;) {
+        if (ing->quit) {
+            break;
+        }
+        job_t *job = NULL;
+        for (uint64_t k = ing->head; k < ing->tail; k++) {
+            job_t *j = &ing->ring[k % ing->ring_cap];
+            if (j->state == JOB_QUEUED) {
+                job = j;
+                break;
+            }
+        }
+        if (job == NULL) {
+            pthread_cond_wait(&ing->cv_work, &ing->mu);
+            continue;
+        }
+        job->state = JOB_RUNNING;
+        pthread_mutex_unlock(&ing->mu);
+        job_run(ing, a->w, job);
+        pthread_mutex_lock(&ing->mu);
+        job->state = JOB_DONE;
+        pthread_cond_broadcast(&ing->cv_done);
+    }
+    pthread_mutex_unlock(&ing->mu);
+    pl_record_thread_cleanup(); /* this thread's zstd contexts */
+    return NULL;
+}
+
+/* Starts the workers for one file (none when threads <= 1: samples are processed inline). */
+static void pool_start(pl_ingest_t *ing, worker_arg_t *args)
+{
+    ing->quit = 0;
+    ing->n_running_threads = 0;
+    for (int i = 0; i < ing->n_threads; i++) {
+        args[i].ing = ing;
+        args[i].w = &ing->w[i + 1];
+        if (pthread_create(&ing->th[i], NULL, worker_main, &args[i]) != 0) {
+            core_log_warn("ingest: could not start worker %d; continuing with %d", i, i);
+            break;
+        }
+        ing->n_running_threads++;
+    }
+}
+
+/* Stops the workers (running jobs finish, queued ones are dropped: they were not committed, so
+ * a later ingest redoes them) and empties the window. */
+static void pool_stop(pl_ingest_t *ing)
+{
+    pthread_mutex_lock(&ing->mu);
+    ing->quit = 1;
+    pthread_cond_broadcast(&ing->cv_work);
+    pthread_mutex_unlock(&ing->mu);
+    for (int i = 0; i < ing->n_running_threads; i++) {
+        pthread_join(ing->th[i], NULL);
+    }
+    ing->n_running_threads = 0;
+    for (uint64_t k = ing->head; k < ing->tail; k++) {
+        job_t *job = &ing->ring[k % ing->ring_cap];
+        core_free(job->rec);
+        job->rec = NULL;
+        group_reset(&job->g);
+        job->state = JOB_FREE;
+    }
+    ing->head = ing->tail = 0;
+    for (int i = 0; i <= ing->n_threads; i++) {
+        ing->stats.t_decode += ing->w[i].t_decode;
+        ing->stats.t_tokenize += ing->w[i].t_tokenize;
+        ing->stats.t_compress += ing->w[i].t_compress;
+        ing->w[i].t_decode = ing->w[i].t_tokenize = ing->w[i].t_compress = 0;
+    }
+}
+
+/* Accounts a finished job in submission order: stats, batch, logs, and the commit that makes the
+ * progress cover it. */
+static int job_post(pl_ingest_t *ing, file_run_t *fr, job_t *job)
+{
+    int rc = 0;
+    group_t *g = &job->g;
+    CORE_TRY(job->rc);
+    verdict_t *v = &job->v;
+    if (job->seen && job->prev_incomplete) {
+        /* The earlier fragment was rejected as incomplete; it is the same defect. */
+        CORE_TRY(batch_add_reject(ing, job->prev_index, PL_REJECT_SPLIT_KEY, g->key));
+        if (job->prev_index >= fr->start) {
+            uint32_t old = pl__keymap_take_pending(&ing->keys, g->key);
+            if (old < PL_REJECT__COUNT && ing->stats.rejects[old] > 0) {
+                ing->stats.rejects[old]--;
+                ing->stats.rejects[PL_REJECT_SPLIT_KEY]++;
+            }
+        }
+    }
+    ing->stats.samples++;
+    if (v->reason == PL_REJECT_NONE) {
+        CORE_TRY(batch_add_record(ing, job->rec, job->rec_len));
+        job->rec = NULL; /* the batch owns it now */
+        ing->stats.bytes_image += job->img_len;
+        ing->stats.kept++;
+        fr->prog.n_kept++;
+    } else {
+        ing->stats.rejected++;
+        ing->stats.rejects[v->reason]++;
+        fr->prog.n_rejected++;
+        CORE_TRY(batch_add_reject(ing, g->index, v->reason, g->key));
+        if (!job->seen && job->incomplete) {
+            /* Logged at the end of the file, unless it turns out to be a split key. */
+            pl__keymap_set_pending(&ing->keys, g->key, v->reason);
+        } else {
+            log_reject(ing, fr, g->key, v->reason, v->detail);
+        }
+    }
+    fr->prog.next_sample = g->index + 1;
+    int stop = ing->opts.stop != NULL && *ing->opts.stop != 0;
+    if (stop || ing->n_recs + ing->n_rejs >= ing->opts.batch_records ||
+        ing->batch_bytes >= ing->opts.batch_bytes) {
+        CORE_TRY(batch_commit(ing, &fr->prog, fr->path));
+    }
+    if (stop) {
+        core_log_notice("%s: stopped after sample #%llu (committed); ingest again to continue",
+                        fr->path, (unsigned long long)g->index);
+        CORE_FAIL_IF(1, CORE_ECLOSED);
+    }
+    rc = 0;
+fail:
+    return rc;
+}
+
+/* Posts finished jobs in order; with `wait`, waits for the oldest one first. */
+static int drain(pl_ingest_t *ing, file_run_t *fr, int wait)
+{
+    int rc = 0;
+    while (ing->head < ing->tail) {
+        job_t *job = &ing->ring[ing->head % ing->ring_cap];
+        pthread_mutex_lock(&ing->mu);
+        while (wait && job->state != JOB_DONE) {
+            pthread_cond_wait(&ing->cv_done, &ing->mu);
+        }
+        int done = job->state == JOB_DONE;
+        pthread_mutex_unlock(&ing->mu);
+        if (!done) {
+            break;
+        }
+        rc = job_post(ing, fr, job);
+        core_free(job->rec);
+        job->rec = NULL;
+        group_reset(&job->g);
+        pthread_mutex_lock(&ing->mu);
+        job->state = JOB_FREE;
+        ing->head++;
+        pthread_mutex_unlock(&ing->mu);
+        wait = 0;
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
+/* Finishes the current group: split-key bookkeeping, then hands it to the workers (or processes
+ * it here), then commits whatever is done, in order. */
 static int group_finish(pl_ingest_t *ing, file_run_t *fr)
 {
     group_t *g = &ing->g;
@@ -565,55 +812,44 @@ static int group_finish(pl_ingest_t *ing, file_run_t *fr)
     if (!seen) {
         CORE_TRY(pl__keymap_insert(&ing->keys, g->key, g->index, incomplete));
     }
-    if (g->index >= fr->start) {
-        verdict_t v;
-        if (seen) {
-            reject(&v, PL_REJECT_SPLIT_KEY, NULL);
-            snprintf(v.detail, sizeof(v.detail),
-                     "members not adjacent (first seen as sample #%llu)",
-                     (unsigned long long)prev_index);
-            if (prev_incomplete) {
-                /* The earlier fragment was rejected as incomplete; it is the same defect. */
-                CORE_TRY(batch_add_reject(ing, prev_index, PL_REJECT_SPLIT_KEY, g->key));
-                if (prev_index >= fr->start) {
-                    uint32_t old = pl__keymap_take_pending(&ing->keys, g->key);
-                    if (old < PL_REJECT__COUNT && ing->stats.rejects[old] > 0) {
-                        ing->stats.rejects[old]--;
-                        ing->stats.rejects[PL_REJECT_SPLIT_KEY]++;
-                    }
-                }
-            }
-        } else {
-            CORE_TRY(process_group(ing, g, fr->base, &v));
-        }
-        ing->stats.samples++;
-        if (v.reason == PL_REJECT_NONE) {
-            ing->stats.kept++;
-            fr->prog.n_kept++;
-        } else {
-            ing->stats.rejected++;
-            ing->stats.rejects[v.reason]++;
-            fr->prog.n_rejected++;
-            CORE_TRY(batch_add_reject(ing, g->index, v.reason, g->key));
-            if (!seen && incomplete) {
-                /* Logged at the end of the file, unless it turns out to be a split key. */
-                pl__keymap_set_pending(&ing->keys, g->key, v.reason);
-            } else {
-                log_reject(ing, fr, g->key, v.reason, v.detail);
-            }
-        }
-        fr->prog.next_sample = g->index + 1;
-        int stop = ing->opts.stop != NULL && *ing->opts.stop != 0;
-        if (stop || ing->n_recs + ing->n_rejs >= ing->opts.batch_records ||
-            ing->batch_bytes >= ing->opts.batch_bytes) {
-            CORE_TRY(batch_commit(ing, &fr->prog, fr->path));
-        }
-        if (stop) {
-            core_log_notice("%s: stopped after sample #%llu (committed); ingest again to continue",
-                            fr->path, (unsigned long long)g->index);
-            CORE_FAIL_IF(1, CORE_ECLOSED);
-        }
+    if (g->index < fr->start) {
+        goto fail; /* resume: already accounted for */
     }
+    while (ing->tail - ing->head >= ing->ring_cap) {
+        CORE_TRY(drain(ing, fr, 1));
+    }
+    job_t *job = &ing->ring[ing->tail % ing->ring_cap];
+    /* Swap the group into the job: the job's old buffers become the reader's next ones. */
+    group_t tmp = job->g;
+    job->g = *g;
+    *g = tmp;
+    job->seen = seen;
+    job->incomplete = incomplete;
+    job->prev_index = prev_index;
+    job->prev_incomplete = prev_incomplete;
+    job->rc = 0;
+    job->rec = NULL;
+    job->v.reason = PL_REJECT_NONE;
+    job->v.detail[0] = '\0';
+    int state = JOB_DONE;
+    if (seen) {
+        reject(&job->v, PL_REJECT_SPLIT_KEY, NULL);
+        snprintf(job->v.detail, sizeof(job->v.detail),
+                 "members not adjacent (first seen as sample #%llu)",
+                 (unsigned long long)prev_index);
+    } else if (ing->n_running_threads == 0) {
+        job_run(ing, &ing->w[0], job);
+    } else {
+        state = JOB_QUEUED;
+    }
+    pthread_mutex_lock(&ing->mu);
+    job->state = state;
+    ing->tail++;
+    if (state == JOB_QUEUED) {
+        pthread_cond_signal(&ing->cv_work);
+    }
+    pthread_mutex_unlock(&ing->mu);
+    CORE_TRY(drain(ing, fr, 0));
     rc = 0;
 fail:
     group_reset(g);
@@ -714,6 +950,9 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
     pl__keymap_clear(&ing->keys);
     group_reset(&ing->g);
     batch_clear(ing);
+    ing->file_base = fr.base;
+    worker_arg_t args[256];
+    pool_start(ing, args);
 
     a = archive_read_new();
     CORE_FAIL_IF(a == NULL, CORE_ERR(ENOMEM));
@@ -798,6 +1037,9 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
     }
     /* The last group: complete unless its member data was cut (then rejected as damaged). */
     CORE_TRY(group_finish(ing, &fr));
+    while (ing->head < ing->tail) {
+        CORE_TRY(drain(ing, &fr, 1));
+    }
     {
         void *ud[2] = {ing, &fr};
         pl__keymap_each_pending(&ing->keys, pending_log_cb, ud);
@@ -817,6 +1059,7 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
     CORE_TRY(batch_commit(ing, &fr.prog, path));
     rc = 0;
 fail:
+    pool_stop(ing);
     if (a) {
         archive_read_free(a);
     }

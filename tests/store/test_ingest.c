@@ -33,6 +33,9 @@ static void mkstore(const char *dir, const pl_tok_t *tok, const pl_store_policy_
     T_ASSERT_OK(pl_store_create(dir, pl_tok_hash(tok), NULL, pol ? pol : &def, NULL));
 }
 
+/* Worker threads for every ingest of a test (the *_threads cases set it). */
+static int g_threads;
+
 /* Ingests `files` into store `dir`; returns the first error; *stats_out gets the counters. */
 static int ingest(const char *dir, const pl_tok_t *tok, const char *const *files, size_t n,
                   const pl_ingest_opts_t *opts, pl_ingest_stats_t *stats_out)
@@ -40,7 +43,14 @@ static int ingest(const char *dir, const pl_tok_t *tok, const char *const *files
     pl_store_t *st = NULL;
     T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDWR, &st));
     pl_ingest_t *ing = NULL;
-    T_ASSERT_OK(pl_ingest_new(st, tok, opts, &ing));
+    pl_ingest_opts_t o;
+    if (opts) {
+        o = *opts;
+    } else {
+        pl_ingest_opts_default(&o);
+    }
+    o.threads = g_threads;
+    T_ASSERT_OK(pl_ingest_new(st, tok, &o, &ing));
     int rc = 0;
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = pl_ingest_file(ing, files[i]);
@@ -648,6 +658,31 @@ T_CASE(ingest_max_side_reencodes)
     T_ASSERT_EQ(c.reenc, 4);
     pl_tok_free(tok);
     pl_record_thread_cleanup();
+}
+
+/* The same acceptance with three worker threads: results must not depend on the thread count. */
+T_CASE(ingest_bad_tar_threads)
+{
+    g_threads = 3;
+    bad_tar_run(0, 0);
+}
+
+T_CASE(ingest_kill9_resume_threads)
+{
+    g_threads = 3;
+    t_case_ingest_kill9_resume_exactly_once();
+}
+
+T_CASE(ingest_full_disk_threads)
+{
+    g_threads = 3;
+    t_case_ingest_full_disk_then_continue();
+}
+
+T_CASE(ingest_edge_threads)
+{
+    g_threads = 4;
+    t_case_ingest_edge_all_kept();
 }
 
 T_MAIN()

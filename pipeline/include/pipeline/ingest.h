@@ -12,7 +12,8 @@
  * Huffman symbol, see docs/FORMAT.md §4), tokenized, encoded as a record and committed in batches
  * whose transaction also carries the file's progress and the batch's rejects.
  *
- * Threads: a pl_ingest_t is used from one thread; it is the store's single writer.
+ * Threads: a pl_ingest_t is used from one thread (it is the store's single writer); with
+ * opts.threads > 1 it runs that many workers of its own for the per-sample work.
  * Errors: 0 or a negative code from core/err.h. */
 #ifndef PL_INGEST_H
 #define PL_INGEST_H
@@ -93,6 +94,11 @@ typedef struct pl_ingest_opts_s {
      * the samples done so far and pl_ingest_file returns CORE_ECLOSED; a later ingest continues
      * after them. */
     const volatile int *stop;
+    /* Worker threads that check, tokenize and encode samples (0 or 1: all on the calling
+     * thread; at most 256). Reading the archive and committing stay on the calling thread, in
+     * archive order, so the store's content and the exactly-once bookkeeping do not depend on
+     * the thread count. */
+    int threads;
 } pl_ingest_opts_t;
 
 void pl_ingest_opts_default(pl_ingest_opts_t *o);
