@@ -1,48 +1,84 @@
 #!/usr/bin/env bash
-# README quick start, command 1: installs what is missing, builds, and runs the main job on an
-# embedded default (no downloads beyond Debian packages).
-#
-# Today the main job is the label pipeline's first stage: it generates a deterministic caption
-# corpus, learns an own BPE vocabulary from it with `sc-tok train`, and shows captions turned into
-# SuperClass label vectors and back. Output goes to ./quickstart-out (override with $1).
+# README quick start, command 1: installs what is missing, builds, and runs the main job end to end
+# on an embedded default corpus (no downloads beyond Debian packages):
+#   sc-synth (deterministic JPEG webdataset shards of shapes, digits and words with captions)
+#   -> sc-tok train (an own BPE vocabulary) -> sc-shard (store + ingest)
+#   -> sc-datad + sc-traind as background processes (sockets under the output dir), a few minutes
+#      of training with progress, checkpoints, clean SIGTERM stop of both
+#   -> sc-eval: captions next to predicted tokens, zero-shot accuracy against chance on held-out
+#      images.
+# Output in ./quickstart-out (or $1). QS_TRAIN_SECONDS (default 180) bounds the training time;
+# QS_BUILD (default build) is the build directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out="${1:-quickstart-out}"
 tools/install-deps.sh
-[[ -d build ]] || meson setup build >/dev/null
-ninja -C build >/dev/null
-mkdir -p "$out"
+B="${QS_BUILD:-build}"
+[[ -d "$B" ]] || meson setup "$B" >/dev/null
+ninja -C "$B" >/dev/null
+secs="${QS_TRAIN_SECONDS:-180}"
+rm -rf "$out"
+mkdir -p "$out/run"
+out=$(cd "$out" && pwd)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
 
-# A deterministic caption corpus: colours, shapes, counts and scenes in varied sentences.
-awk 'BEGIN {
-  split("red orange yellow green blue purple pink brown black white grey golden", col, " ");
-  split("circle square triangle star heart diamond hexagon cross arrow moon", shp, " ");
-  split("one two three four five six seven eight nine", num, " ");
-  split("on a white background|in the middle of the picture|next to a tree|floating in the sky|drawn by hand|on a wooden table|under the rain|in a small frame", scn, "|");
-  split("a photo of a %s %s %s|a drawing of %s %s %ss %s|%s %s %ss, %s|clip art: the %s %s %s|an icon showing a %s %s %s", tpl, "|");
-  seed = 12345;
-  for (i = 0; i < 4000; i++) {
-    seed = (seed * 1103515245 + 12345) % 2147483648; c = col[1 + seed % 12];
-    seed = (seed * 1103515245 + 12345) % 2147483648; s = shp[1 + seed % 10];
-    seed = (seed * 1103515245 + 12345) % 2147483648; n = num[1 + seed % 9];
-    seed = (seed * 1103515245 + 12345) % 2147483648; p = scn[1 + seed % 8];
-    seed = (seed * 1103515245 + 12345) % 2147483648; t = 1 + seed % 5;
-    if (t == 2 || t == 3) printf(tpl[t] "\n", n, c, s, p); else printf(tpl[t] "\n", c, s, p);
-  }
-}' > "$out/captions.txt"
-echo "== generated $(wc -l < "$out/captions.txt") captions in $out/captions.txt"
+echo "== 1/6 sc-synth: 6000 training + 600 held-out images with captions"
+$B/tools/sc-synth --out "$out/shards" --count 6000 --size 64 --seed 1 --per-shard 1000
+$B/tools/sc-synth --out "$out/heldout" --count 600 --size 64 --seed 2 --per-shard 600
 
-echo "== learning a 1,000-id vocabulary with sc-tok train"
-build/tools/sc-tok train --vocab-size 1000 -o "$out/vocab.txt" "$out/captions.txt"
-build/tools/sc-tok --vocab "$out/vocab.txt" info
+echo "== 2/6 sc-tok train: a 1,000-id vocabulary from the training captions"
+mkdir -p "$out/tmp"
+for t in "$out"/shards/*.tar; do tar -xf "$t" -C "$out/tmp" --wildcards '*.txt'; done
+find "$out/tmp" -name '*.txt' | sort | xargs awk '{print}' > "$out/captions.txt"
+rm -rf "$out/tmp"
+$B/tools/sc-tok train --vocab-size 1000 -o "$out/vocab.txt" "$out/captions.txt"
 
-echo "== captions -> token ids -> label vectors (what SuperClass trains on)"
-head -n 3 "$out/captions.txt" | while IFS= read -r line; do
-  echo "caption: $line"
-  printf '  tokens: '; build/tools/sc-tok --vocab "$out/vocab.txt" encode "$line"
-  printf '  label:  '; build/tools/sc-tok --vocab "$out/vocab.txt" encode --label "$line"
-  ids=$(build/tools/sc-tok --vocab "$out/vocab.txt" encode "$line")
-  # shellcheck disable=SC2086
-  printf '  decode: '; build/tools/sc-tok --vocab "$out/vocab.txt" decode $ids
+echo "== 3/6 sc-shard: stores for the training and held-out shards"
+$B/tools/sc-shard create "$out/store" --vocab "$out/vocab.txt" >/dev/null
+$B/tools/sc-shard ingest "$out/store" --no-progress "$out/shards" | tail -n 2
+$B/tools/sc-shard create "$out/heldout-store" --vocab "$out/vocab.txt" >/dev/null
+$B/tools/sc-shard ingest "$out/heldout-store" --no-progress --quiet "$out/heldout" >/dev/null
+
+echo "== 4/6 sc-datad (data service) and sc-traind (trainer) in the background"
+$B/daemon/sc-datad --config /dev/null --set store.dir="$out/store" --set spool.enabled=false \
+    --set socket.data="$out/run/datad.sock" --set socket.control="$out/run/datad-ctl.sock" \
+    2> "$out/datad.log" &
+pids+=($!); datad=$!
+for _ in $(seq 100); do [[ -S "$out/run/datad.sock" ]] && break; sleep 0.1; done
+$B/daemon/traind/sc-traind --config /dev/null --set data.socket="$out/run/datad.sock" \
+    --set data.vocab="$out/vocab.txt" --set model.backbone=ViT-Mini/8 --set model.image_size=32 \
+    --set train.batch=64 --set train.steps=1200 --set train.warmup=60 --set train.lr=0.002 \
+    --set train.weight_decay=0.05 --set checkpoint.dir="$out/checkpoints" \
+    --set checkpoint.every_steps=300 --set checkpoint.every_minutes=1 \
+    --set log.every=50 --set log.control="$out/run/traind-ctl.sock" \
+    --set log.metrics="$out/metrics.jsonl" --set log.prometheus="$out/traind.prom" \
+    2> >(tee "$out/traind.log" | grep --line-buffered -E "step [0-9]+/|checkpoint|first batch|complete|stopped" >&2) &
+pids+=($!); traind=$!
+echo "   training for at most ${secs}s (progress every 50 steps; sc-ctl shows the trainer's state)"
+start=$SECONDS
+shown=0
+while kill -0 $traind 2>/dev/null; do
+    if (( SECONDS - start >= secs )); then
+        echo "== time is up: SIGTERM -> the trainer finishes its step, checkpoints, exits 0"
+        kill -TERM $traind
+        break
+    fi
+    if (( !shown && SECONDS - start >= 20 )); then
+        $B/tools/sc-ctl --socket "$out/run/traind-ctl.sock" --json status || true
+        shown=1
+    fi
+    sleep 1
 done
-echo "== done: vocabulary in $out/vocab.txt"
+wait $traind
+kill -TERM $datad; wait $datad
+pids=()
+ckpt=$(ls "$out"/checkpoints/ckpt-*.safetensors | sort | tail -n 1)
+echo "== 5/6 stopped cleanly; newest checkpoint: $ckpt"
+grep "RESULT" "$out/traind.log" | sed 's/^/   /' || true
+
+echo "== 6/6 sc-eval on the held-out images (never trained on)"
+$B/tools/sc-eval tokens --ckpt "$ckpt" --store "$out/heldout-store" --show 8 -k 5 2>/dev/null
+$B/tools/sc-eval zeroshot --ckpt "$ckpt" --store "$out/heldout-store" --candidates 10 2>/dev/null
+echo "== done: logs, metrics and checkpoints in $out"
