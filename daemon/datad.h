@@ -152,6 +152,7 @@ typedef struct datad_ingest_s {
     datad_ingest_item_t *q_head, *q_tail; /* mu */
     unsigned q_len;                       /* mu */
     int paused, stop;                     /* mu */
+    volatile int ingest_stop; /* pl_ingest_opts_t.stop: set (atomically) on shutdown */
     char current[512];                    /* mu: file being ingested, "" when idle */
     pl_ingest_stats_t stats;              /* mu: copy after every commit */
     uint64_t files_done, files_failed;    /* mu */

@@ -59,10 +59,15 @@ static const core_cfg_key_t keys[] = {
       "Writer batching: commit one LMDB transaction every this many samples ..."),
     K("ingest", "batch_bytes", CORE_CFG_SIZE, ingest_batch_bytes, 4096, 4294967296.0, "32M", NULL,
       "... or every this many record bytes, whichever comes first."),
+    K("ingest", "threads", CORE_CFG_UINT, ingest_threads, 0, 256, "1", NULL,
+      "Threads that check, tokenize and encode samples of the file being ingested (0 or 1: the "
+      "writer thread alone). Reading and committing stay on the writer thread, so the store's "
+      "content does not depend on it. They compete with the batch workers for CPU."),
     K("ingest", "stop_timeout_s", CORE_CFG_UINT, ingest_stop_timeout_s, 0, 3600, "30", NULL,
-      "On SIGTERM, wait this long for the file being ingested to finish. After that sc-datad "
-      "exits anyway: committed transactions are durable and the file resumes after its last "
-      "committed sample at the next start, so nothing is lost or duplicated."),
+      "On SIGTERM the writer commits the samples done so far and stops (the file stays in the "
+      "spool and resumes after them at the next start). If that takes longer than this, "
+      "sc-datad exits anyway: committed transactions are durable, the open one is discarded, "
+      "and nothing is lost or duplicated."),
 
     K("socket", "data", CORE_CFG_STRING, sock_data, 1, 107, "/run/superclass/datad.sock", NULL,
       "Unix socket for batch streaming (proto/PROTOCOL.md)."),

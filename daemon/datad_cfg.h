@@ -29,6 +29,7 @@ typedef struct datad_cfg_s {
     uint64_t ingest_batch_records;
     uint64_t ingest_batch_bytes;
     uint64_t ingest_stop_timeout_s;
+    uint64_t ingest_threads;
     /* [socket] */
     char *sock_data;
     char *sock_control;

@@ -95,11 +95,18 @@ static void *writer_main(void *arg)
             rc = g->ing != NULL ? pl_ingest_file(g->ing, it->path) : CORE_ESTATE;
         }
         atomic_store(&g->d->committed, pl_store_count(g->d->store));
-        if (rc < 0) {
+        if (rc < 0 && rc != CORE_ECLOSED) {
             core_log_err("ingest: %s: %s", it->path, core_strerror(rc));
         }
         int store_broken = rc < 0 && is_store_failure(rc);
-        if (it->from_spool && !store_broken && rc != 1) {
+        /* CORE_ECLOSED: stopped by shutdown after committing what was done; the file stays in
+         * the spool and continues after those samples at the next start. */
+        int interrupted = rc == CORE_ECLOSED;
+        if (interrupted) {
+            core_log_notice("ingest: %s interrupted by shutdown; committed samples are kept",
+                            it->path);
+        }
+        if (it->from_spool && !store_broken && !interrupted && rc != 1) {
             move_out(g, it->path, rc);
         }
 
@@ -110,7 +117,7 @@ static void *writer_main(void *arg)
         g->current[0] = '\0';
         if (rc == 0) {
             g->files_done++;
-        } else if (rc < 0) {
+        } else if (rc < 0 && !interrupted) {
             g->files_failed++;
             snprintf(g->last_error, sizeof g->last_error, "%s: %s", it->path,
                      core_strerror(rc));
@@ -121,7 +128,7 @@ static void *writer_main(void *arg)
             core_log_err("ingest: paused after a store failure; fix the cause and restart");
             g->paused = 1;
         }
-        if (it->from_spool) {
+        if (it->from_spool && !interrupted) {
             size_t nl = strlen(it->path);
             done_name_t *dn = core_malloc(sizeof(*dn) + nl + 1);
             if (dn != NULL) {
@@ -434,6 +441,8 @@ int datad__ingest_start(datad_ingest_t *g, datad_t *d)
         o.batch_bytes = d->cfg->ingest_batch_bytes;
         o.progress = progress_cb;
         o.progress_ud = g;
+        o.stop = &g->ingest_stop;
+        o.threads = (int)d->cfg->ingest_threads;
         rc = pl_ingest_new(d->store, g->tok, &o, &g->ing);
         if (rc < 0) {
             core_log_err("ingest: %s (serving continues; ingest is off)", core_strerror(rc));
@@ -472,6 +481,7 @@ void datad__ingest_stop(datad_ingest_t *g)
 {
     pthread_mutex_lock(&g->mu);
     g->stop = 1;
+    __atomic_store_n(&g->ingest_stop, 1, __ATOMIC_SEQ_CST);
     pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
     if (g->fs_event_on) {
