@@ -78,8 +78,9 @@ static const char usage_text[] =
     "\n"
     "global options: --json (machine-readable output), --help\n"
     "exit codes: 0 ok, 1 error, 2 usage, 3 verify found corruption, 4 vocabulary mismatch,\n"
-    "            5 disk full during ingest (store consistent; run ingest again), 6 no such "
-    "record\n";
+    "            5 disk full during ingest (store consistent; run ingest again),\n"
+    "            6 no such record, 130 ingest stopped by SIGINT/SIGTERM (work so far\n"
+    "            committed; run it again)\n";
 
 static int g_json;
 
