@@ -63,11 +63,20 @@ B=$(ls "$W"/run/ckpt-0000000000$N-*.safetensors)
 "$CKPT" diff "$A" "$B" --atol 0 --rtol 0 >"$W/diff.txt" || { cat "$W/diff.txt"; fail "resumed run differs from the uninterrupted one"; }
 # SIGTERM: finish the step, checkpoint, exit 0.
 "$TRAIND" "${SMALL[@]}" "${SRC[@]}" --set train.steps=100000 --set checkpoint.dir="$W/term" \
-    --set checkpoint.every_steps=0 --set debug.step_sleep_ms=20 2>"$W/term.log" &
+    --set checkpoint.every_steps=0 --set debug.step_sleep_ms=20 --set log.control="$W/t.sock" \
+    --set log.prometheus="$W/t.prom" --set log.every=1 2>"$W/term.log" &
 P=$!
 for _ in $(seq 600); do grep -q "first batch" "$W/term.log" && break; sleep 0.05; done
 sleep 0.5
+# Control socket (sc-ctl's JSON-lines format), SIGUSR1 checkpoint, Prometheus textfile.
+ST=$("$CTL" --socket "$W/t.sock" --json status) || fail "sc-ctl status on the trainer"
+echo "$ST" | grep -q '"daemon":"sc-traind"' || fail "status reply: $ST"
+echo "$ST" | grep -q '"state":"training"' || fail "status reply: $ST"
+kill -USR1 $P
+for _ in $(seq 200); do ls "$W"/term/ckpt-*.safetensors >/dev/null 2>&1 && break; sleep 0.05; done
+ls "$W"/term/ckpt-*.safetensors >/dev/null 2>&1 || fail "SIGUSR1 wrote no checkpoint"
+grep -q '^superclass_traind_step [0-9]' "$W/t.prom" || fail "no Prometheus textfile"
 kill -TERM $P
 wait $P || { cat "$W/term.log"; fail "SIGTERM exit status $?"; }
-ls "$W"/term/ckpt-*.safetensors >/dev/null 2>&1 || fail "no checkpoint after SIGTERM"
+[ "$(ls "$W"/term/ckpt-*.safetensors | wc -l)" -ge 2 ] || fail "no checkpoint after SIGTERM"
 echo "ok: $MODE resume bit-identical after kill -9 at step >= $STEP; damaged checkpoints skipped; SIGTERM checkpointed"

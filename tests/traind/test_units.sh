@@ -7,6 +7,13 @@ SRC=${SC_SOURCE_ROOT:?}
     fail "etc/superclass/traind.conf is stale: regenerate with sc-traind --config /dev/null --print-config"
 "$TRAIND" --config "$SRC/etc/superclass/traind.conf" --check-config >/dev/null || fail "traind.conf does not load"
 "$TRAIND" --config /dev/null --set train.bogus=1 --check-config 2>/dev/null && fail "unknown key accepted"
+# sc-synth is deterministic: the same arguments give byte-identical shards.
+SYN=$BUILD/tools/sc-synth
+"$SYN" --out "$W/s1" --count 300 --per-shard 120 --seed 7 2>/dev/null || fail "sc-synth"
+"$SYN" --out "$W/s2" --count 300 --per-shard 120 --seed 7 2>/dev/null || fail "sc-synth"
+[ "$(ls "$W/s1" | wc -l)" = 3 ] || fail "sc-synth: expected 3 shards"
+for f in "$W"/s1/*.tar; do cmp -s "$f" "$W/s2/$(basename "$f")" || fail "sc-synth not deterministic"; done
+[ "$(tar -tf "$W/s1/synth-000000.tar" | wc -l)" = 240 ] || fail "sc-synth: 120 jpg+txt pairs expected"
 command -v systemd-analyze >/dev/null || { echo "no systemd-analyze: skip"; exit 77; }
 sed "s|/usr/sbin/sc-traind|$TRAIND|" "$SRC/etc/systemd/sc-traind.service" > "$W/sc-traind.service"
 OUT=$(systemd-analyze verify "$W/sc-traind.service" 2>&1)
