@@ -52,6 +52,7 @@ typedef struct traind_cfg_s {
     /* [debug] */
     char *debug_nonfinite;
     double debug_step_sleep_ms;
+    int debug_memory_fed;
 } traind_cfg_t;
 
 extern const core_cfg_table_t traind_cfg_table;

@@ -95,6 +95,9 @@ static const core_cfg_key_t keys[] = {
       "Test hook: 'STEP:COUNT' poisons the inputs of COUNT steps from STEP with NaN."),
     K("debug", "step_sleep_ms", CORE_CFG_DOUBLE, debug_step_sleep_ms, 0, 1e6, "0", NULL,
       "Test hook: sleep this long after each step (to kill a run mid-way)."),
+    K("debug", "memory_fed", CORE_CFG_BOOL, debug_memory_fed, 0, 0, "false", NULL,
+      "Benchmark: fill the batch ring once, then replay those batches from memory forever (the "
+      "trainer's speed without any data path; the cursor stops advancing)."),
 };
 
 const core_cfg_table_t traind_cfg_table = {keys, sizeof keys / sizeof keys[0]};

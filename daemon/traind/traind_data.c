@@ -294,7 +294,8 @@ fail:
 int traind__data_next(traind_data_t *d, traind_slot_t **slot)
 {
     pthread_mutex_lock(&d->mu);
-    while (d->count == 0 && !d->stop && d->err == 0) {
+    while ((d->count == 0 || (d->cfg->debug_memory_fed && d->count < d->n_slots)) && !d->stop &&
+           d->err == 0) {
         pthread_cond_wait(&d->cv, &d->mu);
     }
     int rc = 0;
@@ -311,6 +312,11 @@ void traind__data_release(traind_data_t *d)
 {
     pthread_mutex_lock(&d->mu);
     d->head = (d->head + 1) % d->n_slots;
+    if (d->cfg->debug_memory_fed && d->count == d->n_slots) {
+        /* Replay: the ring stays full, so the data thread never runs again. */
+        pthread_mutex_unlock(&d->mu);
+        return;
+    }
     d->count--;
     pthread_cond_broadcast(&d->cv);
     pthread_mutex_unlock(&d->mu);

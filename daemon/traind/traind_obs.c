@@ -226,12 +226,13 @@ int traind__ctl_start(const char *path, traind_status_t *st, volatile sig_atomic
     struct sockaddr_un sa;
     memset(&sa, 0, sizeof sa);
     sa.sun_family = AF_UNIX;
-    if (strlen(path) >= sizeof sa.sun_path) {
+    size_t path_len = path != NULL ? strlen(path) : sizeof sa.sun_path;
+    if (path_len >= sizeof sa.sun_path || path_len >= sizeof c->path) {
         core_free(c);
         return CORE_ECONFIG;
     }
-    snprintf(c->path, sizeof c->path, "%s", path);
-    memcpy(sa.sun_path, path, strlen(path) + 1);
+    memcpy(c->path, path, path_len + 1);
+    memcpy(sa.sun_path, path, path_len + 1);
     int rc = 0;
     c->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->lfd < 0 || pipe2(c->pipe, O_CLOEXEC) != 0) {
