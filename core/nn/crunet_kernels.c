@@ -175,24 +175,75 @@ void nn__cru_bnrelu_bwd(float *dx, float *dgamma, float *dbeta, const float *dy,
     nn__parallel_for(C, 1 + (int)(32768 / n), bn_bwd_channels, &j);
 }
 
-/* ---- 1x1 conv ----------------------------------------------------------------------------- */
+/* ---- 1x1 conv ---------------------------------------------------------------------------------
+ * With more than one thread the GEMM is split by the nn pool into column (or row) slabs, each a
+ * single-threaded sgemm: one fork-join per conv instead of OpenBLAS's several per call, which
+ * matters on a busy machine where every join waits for a descheduled thread. */
+
+#define SLAB 64
+
+typedef struct {
+    int ta, tb, M, N, K, split_rows;
+    float beta;
+    const float *A, *B;
+    float *C;
+    int lda, ldb, ldc;
+} gemm_job_t;
+
+static void gemm_slab(void *ctx, int chunk, int lo, int hi)
+{
+    const gemm_job_t *j = ctx;
+    (void)chunk;
+    if (j->split_rows) {
+        int r0 = lo * SLAB, r1 = hi * SLAB < j->M ? hi * SLAB : j->M;
+        const float *A = j->ta ? j->A + r0 : j->A + (size_t)r0 * (size_t)j->lda;
+        nn_gemm(j->ta, j->tb, r1 - r0, j->N, j->K, 1.0f, A, j->lda, j->B, j->ldb, j->beta,
+                j->C + (size_t)r0 * (size_t)j->ldc, j->ldc);
+    } else {
+        int c0 = lo * SLAB, c1 = hi * SLAB < j->N ? hi * SLAB : j->N;
+        const float *Bp = j->tb ? j->B + (size_t)c0 * (size_t)j->ldb : j->B + c0;
+        nn_gemm(j->ta, j->tb, j->M, c1 - c0, j->K, 1.0f, j->A, j->lda, Bp, j->ldb, j->beta,
+                j->C + c0, j->ldc);
+    }
+}
+
+static void pgemm(gemm_job_t *j)
+{
+    int units = ((j->split_rows ? j->M : j->N) + SLAB - 1) / SLAB;
+    if (nn__pool_threads() <= 1 || units < 2) {
+        nn_gemm(j->ta, j->tb, j->M, j->N, j->K, 1.0f, j->A, j->lda, j->B, j->ldb, j->beta, j->C,
+                j->ldc);
+        return;
+    }
+    int saved;
+    nn__blas_single_thread(1, &saved);
+    nn__parallel_for(units, 1, gemm_slab, j);
+    nn__blas_single_thread(0, &saved);
+}
 
 void nn__cru_conv1x1_fwd(float *y, const float *x, const float *w, int C, int O, size_t n,
                          int accumulate)
 {
     NN_ASSERT(y && x && w && n <= 0x7fffffff);
-    nn_gemm(NN_NOTRANS, NN_NOTRANS, O, (int)n, C, 1.0f, w, C, x, (int)n, accumulate ? 1.0f : 0.0f,
-            y, (int)n);
+    gemm_job_t j = {.ta = NN_NOTRANS, .tb = NN_NOTRANS, .M = O, .N = (int)n, .K = C,
+                    .beta = accumulate ? 1.0f : 0.0f, .A = w, .lda = C, .B = x, .ldb = (int)n,
+                    .C = y, .ldc = (int)n};
+    pgemm(&j);
 }
 
 void nn__cru_conv1x1_bwd(float *dx, float *dw, const float *dy, const float *x, const float *w,
                          int C, int O, size_t n, int accumulate)
 {
     NN_ASSERT(dw && dy && x && w && n <= 0x7fffffff);
-    nn_gemm(NN_NOTRANS, NN_TRANS, O, C, (int)n, 1.0f, dy, (int)n, x, (int)n, 1.0f, dw, C);
+    gemm_job_t jw = {.ta = NN_NOTRANS, .tb = NN_TRANS, .M = O, .N = C, .K = (int)n,
+                     .split_rows = 1, .beta = 1.0f, .A = dy, .lda = (int)n, .B = x,
+                     .ldb = (int)n, .C = dw, .ldc = C};
+    pgemm(&jw);
     if (dx) {
-        nn_gemm(NN_TRANS, NN_NOTRANS, C, (int)n, O, 1.0f, w, C, dy, (int)n,
-                accumulate ? 1.0f : 0.0f, dx, (int)n);
+        gemm_job_t jx = {.ta = NN_TRANS, .tb = NN_NOTRANS, .M = C, .N = (int)n, .K = O,
+                         .beta = accumulate ? 1.0f : 0.0f, .A = w, .lda = C, .B = dy,
+                         .ldb = (int)n, .C = dx, .ldc = (int)n};
+        pgemm(&jx);
     }
 }
 

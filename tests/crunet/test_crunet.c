@@ -488,16 +488,17 @@ T_CASE(ckpt_roundtrip)
     nn_crunet_free(b);
 }
 
-/* The pool splits BN channels, conv output channels/groups and planes across threads; each
- * output is computed by one thread in the same order, so 1 and 2 threads agree (up to OpenBLAS's
- * own threading of the GEMMs). */
+/* The pool splits BN channels, conv output channels/groups, planes and GEMM slabs across
+ * threads. Everything but the GEMMs computes each output in one thread in the same order; a GEMM
+ * slab may take another OpenBLAS kernel path (another summation order), so results agree to float
+ * rounding, not bitwise. */
 T_CASE(threads_equivalence)
 {
     nn_crunet_cfg_t c = small_cfg(0, NN_CRUNET_HEAD_FC, 5);
-    c.image_size = 16;
+    c.image_size = 32;
     nn_crunet_t *m[2] = {NULL, NULL};
     core_rng_init(&g_rng, 8, 0);
-    float *img = rnd(4 * 3 * 16 * 16);
+    float *img = rnd(4 * 3 * 32 * 32);
     int32_t labels[4] = {1, 2, 3, 4};
     for (int k = 0; k < 2; k++) {
         T_ASSERT_OK(nn_crunet_new(&c, &m[k]));
@@ -510,18 +511,23 @@ T_CASE(threads_equivalence)
         nn_crunet_backward(m[k]);
     }
     nn_blas_set_threads(1);
-    T_ASSERT(max_rel(nn_crunet_logits(m[1]), nn_crunet_logits(m[0]), 20) < 1e-5);
+    double worst = max_rel(nn_crunet_logits(m[1]), nn_crunet_logits(m[0]), 20);
+    T_ASSERT(worst < 5e-4); /* rounding differences grow through the BN layers */
     size_t n = nn_crunet_num_tensors(m[0]);
     for (size_t i = 0; i < n; i++) {
         nn_tensor_t a, b;
         T_ASSERT_OK(nn_crunet_tensor(m[0], i, &a));
         T_ASSERT_OK(nn_crunet_tensor(m[1], i, &b));
+        double e = 0.0;
         if (!a.is_buffer) {
-            T_ASSERT(max_rel(b.grad, a.grad, a.numel) < 1e-5);
+            e = max_rel(b.grad, a.grad, a.numel);
         } else if (a.dtype == NN_DTYPE_F32) {
-            T_ASSERT(max_rel(b.data, a.data, a.numel) < 1e-5);
+            e = max_rel(b.data, a.data, a.numel);
         }
+        worst = e > worst ? e : worst;
     }
+    printf("1 vs 2 threads: worst relative difference %.2e\n", worst);
+    T_ASSERT(worst < 5e-4); /* rounding differences grow through the BN layers */
     core_free(img);
     nn_crunet_free(m[0]);
     nn_crunet_free(m[1]);
