@@ -188,11 +188,6 @@ const nn_vit_cfg_t *nn_vit_cfg(const nn_vit_t *m)
 
 /* ---- construction -------------------------------------------------------------------------- */
 
-typedef struct {
-    size_t n;
-    int ok;
-} sizer_t;
-
 static size_t take(float **base, size_t *used, size_t n, float **out)
 {
     /* 16-float (64-byte) alignment for every view */
