@@ -11,10 +11,13 @@
 
 #define BATCH 32 /* pre-tokens whose cache sets are prefetched together */
 
+#define KEY_WORDS (PL__CACHE_LONG_KEY / 8)
+
 typedef struct {
-    const char *p;
+    const uint8_t *p;
     size_t len;
     uint64_t h;
+    uint64_t kw[PL__CACHE_SHORT_KEY / 8]; /* the key, zero-padded, for len <= SHORT_KEY */
 } piece_t;
 
 typedef struct {
@@ -23,13 +26,19 @@ typedef struct {
     size_t cap;
     size_t n;    /* ids produced so far (may exceed cap) */
     size_t stop; /* stop the walk once n reaches this */
+    int padded;  /* pieces may be read 8 bytes at a time past their end (ASCII path buffer) */
     piece_t batch[BATCH];
     size_t nb;
     uint64_t hit_short, hit_long, miss; /* cache counters of this call */
 } enc_t;
 
-static void emit(enc_t *e, const uint32_t *ids, size_t k)
+static inline void emit(enc_t *e, const uint32_t *ids, size_t k)
 {
+    if (e->n + k <= e->cap) {
+        memcpy(e->ids + e->n, ids, k * sizeof *ids);
+        e->n += k;
+        return;
+    }
     for (size_t i = 0; i < k; i++, e->n++) {
         if (e->n < e->cap) {
             e->ids[e->n] = ids[i];
@@ -37,43 +46,40 @@ static void emit(enc_t *e, const uint32_t *ids, size_t k)
     }
 }
 
-/* BPE of one pre-token (through the cache); returns 0 or a negative error. */
-static int do_piece(enc_t *e, const char *piece, size_t len, uint64_t h)
+static inline void emit1(enc_t *e, uint32_t id)
+{
+    if (e->n < e->cap) {
+        e->ids[e->n] = id;
+    }
+    e->n++;
+}
+
+/* The zero-padded key words of p[0..len) (len <= 8 * KEY_WORDS). With `padded`, p may be read up
+ * to the next multiple of 8 bytes. */
+static inline void key_words(const uint8_t *p, size_t len, int padded, uint64_t *kw)
+{
+    size_t nw = (len + 7) / 8;
+    if (padded) {
+        for (size_t k = 0; k < nw; k++) {
+            memcpy(&kw[k], p + 8 * k, 8);
+        }
+        size_t tail = len & 7;
+        if (tail != 0) {
+            kw[nw - 1] &= ~(uint64_t)0 >> (64 - 8 * tail); /* little-endian: low bytes first */
+        }
+    } else {
+        if (nw > 0) {
+            kw[nw - 1] = 0;
+        }
+        memcpy(kw, p, len);
+    }
+}
+
+/* BPE of one pre-token that missed the cache; stores the result in cache c (may be NULL). */
+static int bpe_piece(enc_t *e, const uint8_t *p, size_t len, pl__tok_cache_t *c,
+                     const uint64_t *kw, uint64_t h)
 {
     const pl_tok_t *tok = e->tok;
-    const uint8_t *p = (const uint8_t *)piece;
-    /* The reference's cache is seeded with the two special strings, so a pre-token that is exactly
-     * one of them (the pattern's first alternative, after lowercasing) is its special id. */
-    if (len == 15 && memcmp(piece, "<start_of_text>", 15) == 0) {
-        uint32_t id = pl_tok_sot(tok);
-        emit(e, &id, 1);
-        return 0;
-    }
-    if (len == 13 && memcmp(piece, "<end_of_text>", 13) == 0) {
-        uint32_t id = pl_tok_eot(tok);
-        emit(e, &id, 1);
-        return 0;
-    }
-    /* Short words live in the short-word cache unless their result has too many ids (a run of
-     * CJK characters, say); those, and longer words, live in the long-word cache. */
-    int cacheable = len <= PL__CACHE_LONG_KEY;
-    if (cacheable) {
-        uint32_t hit[PL__CACHE_LONG_IDS];
-        int k = -1;
-        if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
-            k = pl__tok_cache_get(tok->cache, h, p, len, hit);
-            e->hit_short += k >= 0;
-        }
-        if (k < 0 && tok->cache_long != NULL) {
-            k = pl__tok_cache_get(tok->cache_long, h, p, len, hit);
-            e->hit_long += k >= 0;
-        }
-        if (k >= 0) {
-            emit(e, hit, (size_t)k);
-            return 0;
-        }
-        e->miss++;
-    }
     uint32_t small[SMALL_PIECE];
     uint32_t *syms = small;
     if (len > SMALL_PIECE) {
@@ -94,12 +100,14 @@ static int do_piece(enc_t *e, const char *piece, size_t len, uint64_t h)
     int rc = pl__tok_bpe(tok, syms, len, &n, 0);
     if (rc == 0) {
         emit(e, syms, n);
-        if (cacheable) {
-            pl__tok_cache_t *c = len <= PL__CACHE_SHORT_KEY && n <= PL__CACHE_SHORT_IDS
-                                     ? tok->cache
-                                     : tok->cache_long;
+        if (c != NULL) {
+            /* Short words live in the short-word cache unless their result has too many ids (a
+             * run of CJK characters, say); those, and longer words, in the long-word cache. */
+            if (c == tok->cache && n > PL__CACHE_SHORT_IDS) {
+                c = tok->cache_long;
+            }
             if (c != NULL) {
-                pl__tok_cache_put(c, h, p, len, syms, n);
+                pl__tok_cache_put(c, h, kw, len, syms, n);
             }
         }
     }
@@ -109,25 +117,78 @@ static int do_piece(enc_t *e, const char *piece, size_t len, uint64_t h)
     return rc;
 }
 
-/* Runs the batched pre-tokens: first their hashes and cache prefetches, so the memory loads of a
- * whole caption overlap, then the lookups. Returns 1 when encoding should stop, or an error. */
-static int flush(enc_t *e)
+/* BPE of one pre-token (through the cache); returns 0 or a negative error. */
+static int do_piece(enc_t *e, piece_t *pc)
 {
     const pl_tok_t *tok = e->tok;
+    const uint8_t *p = pc->p;
+    size_t len = pc->len;
+    if (len == 1 && tok->cache_one) {
+        /* One byte is one final symbol, no merge: the word cache's table of one-byte words only
+         * keeps the counters honest. */
+        int id = pl__tok_cache_get_one(tok->cache, p[0]);
+        if (id >= 0) {
+            e->hit_short++;
+            emit1(e, (uint32_t)id);
+            return 0;
+        }
+        e->miss++;
+        pl__tok_cache_put_one(tok->cache, p[0], tok->byte_id_w[p[0]]);
+        emit1(e, tok->byte_id_w[p[0]]);
+        return 0;
+    }
+    /* The reference's cache is seeded with the two special strings, so a pre-token that is exactly
+     * one of them (the pattern's first alternative, after lowercasing) is its special id. */
+    if (p[0] == '<') {
+        if (len == 15 && memcmp(p, "<start_of_text>", 15) == 0) {
+            emit1(e, pl_tok_sot(tok));
+            return 0;
+        }
+        if (len == 13 && memcmp(p, "<end_of_text>", 13) == 0) {
+            emit1(e, pl_tok_eot(tok));
+            return 0;
+        }
+    }
+    if (len > PL__CACHE_LONG_KEY) {
+        return bpe_piece(e, p, len, NULL, NULL, 0);
+    }
+    uint32_t hit[PL__CACHE_LONG_IDS];
+    uint64_t kwl[KEY_WORDS];
+    const uint64_t *kw = pc->kw;
+    if (len > PL__CACHE_SHORT_KEY) {
+        key_words(p, len, e->padded, kwl);
+        kw = kwl;
+    }
+    int k = -1;
+    if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
+        k = pl__tok_cache_get(tok->cache, pc->h, kw, len, hit);
+        e->hit_short += k >= 0;
+    }
+    if (k < 0 && tok->cache_long != NULL) {
+        k = pl__tok_cache_get(tok->cache_long, pc->h, kw, len, hit);
+        e->hit_long += k >= 0;
+    }
+    if (k >= 0) {
+        emit(e, hit, (size_t)k);
+        return 0;
+    }
+    if (tok->cache == NULL && tok->cache_long == NULL) {
+        return bpe_piece(e, p, len, NULL, NULL, 0);
+    }
+    e->miss++;
+    pl__tok_cache_t *c = len <= PL__CACHE_SHORT_KEY && tok->cache != NULL ? tok->cache
+                                                                          : tok->cache_long;
+    return bpe_piece(e, p, len, c, kw, pc->h);
+}
+
+/* Runs the batched pre-tokens: first their cache prefetches, so the memory loads of a whole
+ * caption overlap, then the lookups. Returns 1 when encoding should stop, or an error. */
+static int flush(enc_t *e)
+{
     size_t nb = e->nb;
     e->nb = 0;
     for (size_t i = 0; i < nb; i++) {
-        piece_t *pc = &e->batch[i];
-        if (pc->len <= PL__CACHE_LONG_KEY) {
-            pc->h = pl__tok_hash_bytes(pc->p, pc->len);
-            pl__tok_cache_t *c = pc->len <= PL__CACHE_SHORT_KEY ? tok->cache : tok->cache_long;
-            if (c != NULL) {
-                pl__tok_cache_prefetch(c, pc->h);
-            }
-        }
-    }
-    for (size_t i = 0; i < nb; i++) {
-        int rc = do_piece(e, e->batch[i].p, e->batch[i].len, e->batch[i].h);
+        int rc = do_piece(e, &e->batch[i]);
         if (rc < 0) {
             return rc;
         }
@@ -138,27 +199,149 @@ static int flush(enc_t *e)
     return 0;
 }
 
+/* Queues one pre-token: its key words and hash now, the cache line on its way. */
+static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
+{
+    piece_t *pc = &e->batch[e->nb++];
+    pc->p = p;
+    pc->len = len;
+    if ((len >= 2 || !e->tok->cache_one) && len <= PL__CACHE_LONG_KEY) {
+        uint64_t kwl[KEY_WORDS];
+        uint64_t *kw = len <= PL__CACHE_SHORT_KEY ? pc->kw : kwl;
+        key_words(p, len, e->padded, kw);
+        pc->h = pl__tok_hash_words(kw, len);
+        pl__tok_cache_t *c = len <= PL__CACHE_SHORT_KEY ? e->tok->cache : e->tok->cache_long;
+        if (c != NULL) {
+            pl__tok_cache_prefetch(c, pc->h);
+        }
+    }
+    return e->nb == BATCH ? flush(e) : 0;
+}
+
 static int piece_cb(void *ud, const char *piece, size_t len)
 {
-    enc_t *e = ud;
-    e->batch[e->nb++] = (piece_t){piece, len, 0};
-    return e->nb == BATCH ? flush(e) : 0;
+    return add_piece(ud, (const uint8_t *)piece, len);
+}
+
+/* --- the ASCII fast path --- */
+
+#define ASCII_MAX 4096 /* texts up to this many bytes take the fused path */
+
+/* Copies s lowercased into o (room for len rounded up to 8, plus 8) and tells whether s is pure ASCII
+ * without '&': such text needs no NFC and no html unescape, so cleaning is only strip, whitespace
+ * collapse and ASCII lowercase. Eight bytes at a time. */
+static int ascii_lower(const uint8_t *s, size_t len, uint8_t *o)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t acc = 0, amp = 0;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t w = 0;
+        memcpy(&w, s + i, len - i >= 8 ? 8 : len - i);
+        acc |= w;
+        uint64_t x = w ^ (ones * '&');
+        amp |= (x - ones) & ~x & highs; /* non-zero iff some byte is '&' */
+        /* 'A'..'Z' -> +32; exact for bytes < 0x80 (no carries between bytes) */
+        uint64_t ge_a = w + ones * (0x80 - 'A');
+        uint64_t gt_z = w + ones * (0x80 - 'Z' - 1);
+        w |= (ge_a & ~gt_z & highs) >> 2;
+        memcpy(o + i, &w, 8);
+    }
+    memset(o + ((len + 7) & ~(size_t)7), 0, 8); /* key words may read a word past the end */
+    return (acc & highs) == 0 && amp == 0;
+}
+
+enum { A_SEP = 0, A_LETTER = 1, A_DIGIT = 2, A_OTHER = 3 };
+
+/* Class of a lowercased ASCII byte: Python's str.isspace separators, then the pattern's classes. */
+static const uint8_t a_cls[128] = {
+#define S A_SEP
+#define L A_LETTER
+#define D A_DIGIT
+#define O A_OTHER
+    O, O, O, O, O, O, O, O, O, S, S, S, S, S, O, O, /* 0x00 */
+    O, O, O, O, O, O, O, O, O, O, O, O, S, S, S, S, /* 0x10 */
+    S, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, /* 0x20 */
+    D, D, D, D, D, D, D, D, D, D, O, O, O, O, O, O, /* 0x30 */
+    O, L, L, L, L, L, L, L, L, L, L, L, L, L, L, L, /* 0x40 */
+    L, L, L, L, L, L, L, L, L, L, L, O, O, O, O, O, /* 0x50 */
+    O, L, L, L, L, L, L, L, L, L, L, L, L, L, L, L, /* 0x60 */
+    L, L, L, L, L, L, L, L, L, L, L, O, O, O, O, O, /* 0x70 */
+#undef S
+#undef L
+#undef D
+#undef O
+};
+
+/* Pre-tokenisation of lowercased ASCII, straight on the raw text: the pattern never matches
+ * across whitespace, so splitting at every str.isspace byte gives the pieces of the collapsed,
+ * stripped text. The literal alternatives are tried first, as in tok_pretok.c. */
+static int ascii_pieces(enc_t *e, const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+    while (i < len) {
+        uint8_t c = s[i];
+        int cls = a_cls[c];
+        if (cls == A_SEP) {
+            i++;
+            continue;
+        }
+        size_t start = i, m = 0;
+        if (c == '\'' && i + 1 < len) {
+            uint8_t d = s[i + 1];
+            if (d == 's' || d == 't' || d == 'm' || d == 'd') {
+                m = 2;
+            } else if (i + 2 < len && ((d == 'r' && s[i + 2] == 'e') ||
+                                       (d == 'v' && s[i + 2] == 'e') ||
+                                       (d == 'l' && s[i + 2] == 'l'))) {
+                m = 3;
+            }
+        } else if (c == '<') {
+            if (len - i >= 15 && memcmp(s + i, "<start_of_text>", 15) == 0) {
+                m = 15;
+            } else if (len - i >= 13 && memcmp(s + i, "<end_of_text>", 13) == 0) {
+                m = 13;
+            }
+        }
+        if (m > 0) {
+            i += m;
+        } else {
+            i++;
+            if (cls != A_DIGIT) {
+                while (i < len && a_cls[s[i]] == cls) {
+                    i++;
+                }
+            }
+        }
+        int rc = add_piece(e, s + start, i - start);
+        if (rc != 0) {
+            return rc;
+        }
+    }
+    return 0;
 }
 
 static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
 {
-    char buf[4096]; /* captions up to ~1 KiB clean without allocating */
-    char *clean;
-    size_t clen;
-    int rc = pl__tok_clean_into(text, len, buf, sizeof buf, &clean, &clen);
-    if (rc < 0) {
-        return rc;
-    }
     e->tok = tok;
     e->n = 0;
     e->nb = 0;
     e->hit_short = e->hit_long = e->miss = 0;
-    rc = clen > 0 ? pl_tok_pretokenize(clean, clen, piece_cb, e) : 0;
+    int rc;
+    uint8_t low[ASCII_MAX + 16];
+    char *clean = NULL;
+    char buf[4096]; /* captions up to ~1 KiB clean without allocating */
+    if (len <= ASCII_MAX && ascii_lower((const uint8_t *)text, len, low)) {
+        e->padded = 1;
+        rc = ascii_pieces(e, low, len);
+    } else {
+        size_t clen;
+        rc = pl__tok_clean_into(text, len, buf, sizeof buf, &clean, &clen);
+        if (rc < 0) {
+            return rc;
+        }
+        e->padded = 0;
+        rc = clen > 0 ? pl_tok_pretokenize(clean, clen, piece_cb, e) : 0;
+    }
     if (rc == 0 && e->nb > 0) {
         rc = flush(e);
     }
@@ -169,7 +352,7 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     if (tok->cache_long != NULL) {
         pl__tok_cache_count(tok->cache_long, e->hit_long, e->miss);
     }
-    if (clean != buf) {
+    if (clean != NULL && clean != buf) {
         core_free(clean);
     }
     return rc < 0 ? rc : 0;
@@ -351,6 +534,7 @@ int pl_tok_set_cache(pl_tok_t *tok, size_t max_entries)
     pl__tok_cache_free(tok->cache_long);
     tok->cache = c;
     tok->cache_long = cl;
+    tok->cache_one = c != NULL && max_entries >= PL__CACHE_ONE_MIN;
     return 0;
 }
 

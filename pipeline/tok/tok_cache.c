@@ -5,14 +5,16 @@
  * prefetches for all pre-tokens of a caption before looking any of them up.
  *
  * Readers take no lock. Each entry is a sequence lock: its first word holds a sequence number
- * (odd while a writer is inside) and the key's 32-bit tag. A reader loads that word (acquire),
+ * (odd while a writer is inside), the key's 24-bit tag, its length and the id count; keys are
+ * stored zero-padded to whole words, so a lookup compares 1-3 words. A reader loads that word (acquire),
  * copies the entry with relaxed atomic loads, fences (acquire) and reloads the word: if it
  * changed, the copy may be torn and counts as a miss (Boehm's C11 seqlock). Writers are rare (one
  * per distinct word) and serialise on one of 64 mutexes chosen by the hash; a full set replaces
  * its entries round-robin. Hit and miss counts are summed per encode() call by the caller.
  *
- * A tokenizer has two caches (tok.c): 64-byte entries for words up to 22 bytes with up to 8 ids
- * (99% of caption pre-tokens) and 256-byte entries for words up to 86 bytes with up to 40 ids.
+ * A tokenizer has two caches (tok.c): 64-byte entries for words up to 24 bytes with up to 8 ids
+ * (99% of caption pre-tokens) and 256-byte entries for words up to 88 bytes with up to 40 ids,
+ * plus a table of the 256 one-byte words (no lock: one atomic word per byte value).
  * Longer pre-tokens are never cached, so an adversarial 100 KiB word cannot pin memory. The cache
  * is a pure speed-up; results never depend on it. */
 #include <errno.h>
@@ -27,13 +29,22 @@
 
 #define N_LOCKS 64
 #define WAYS 4
-#define HEAD 10 /* bytes before the key: the seq/tag word, klen, nids */
+
+/* Entry word 0: tag (24 bits) | key length (8) | id count (8) | sequence (24, odd while a writer
+ * is inside). Then the key, zero-padded to key_max bytes (whole words, so a lookup compares words
+ * with the caller's zero-padded key), then up to ids_max uint32 ids. Short cache: 8 + 24 + 8 * 4
+ * = 64 bytes, one cache line; long cache: 8 + 88 + 40 * 4 = 256 bytes. A sequence of 24 bits only
+ * repeats after 8M rewrites of one entry, far beyond what can happen during one lookup. */
+#define SEQ_MASK ((uint64_t)0xffffff)
 
 struct pl__tok_cache_s {
     _Atomic uint64_t *w;   /* entries, stride/8 words each; huge pages where possible */
     uint8_t *victim;       /* per set: next way to replace (writers only) */
     size_t sets;           /* power of two */
-    size_t key_max, ids_max, ids_off, stride, words;
+    size_t key_max, ids_max, key_words, stride, words;
+    /* Words of one byte, the most frequent pre-tokens ("," alone is one in eight): byte value ->
+     * id + 1, 0 while not cached. One word per value, so no lock or sequence is needed. */
+    _Atomic uint32_t one[256];
     pthread_mutex_t mu[N_LOCKS];
     int n_mu;
     _Atomic uint64_t hits, misses, filled;
@@ -81,7 +92,7 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     if (max_entries == 0) {
         return 0;
     }
-    if (key_max > UINT8_MAX || ids_max > UINT8_MAX) {
+    if (key_max > UINT8_MAX || ids_max > UINT8_MAX || key_max % 8 != 0 || ids_max % 2 != 0) {
         return CORE_ECONFIG;
     }
     size_t sets = 64;
@@ -95,8 +106,8 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     c->sets = sets;
     c->key_max = key_max;
     c->ids_max = ids_max;
-    c->ids_off = (HEAD + key_max + 3) & ~(size_t)3;
-    c->stride = (c->ids_off + ids_max * sizeof(uint32_t) + 63) & ~(size_t)63;
+    c->key_words = key_max / 8;
+    c->stride = (8 + key_max + ids_max * sizeof(uint32_t) + 63) & ~(size_t)63;
     c->words = c->stride / 8;
     size_t total = sets * WAYS * c->stride;
     c->w = core_malloc_aligned(pl__tok_table_align(total), total);
@@ -108,6 +119,9 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     pl__tok_advise_huge(c->w, total);
     for (size_t i = 0; i < total / 8; i++) {
         atomic_init(&c->w[i], 0);
+    }
+    for (size_t i = 0; i < 256; i++) {
+        atomic_init(&c->one[i], 0);
     }
     for (; c->n_mu < N_LOCKS; c->n_mu++) {
         if (pthread_mutex_init(&c->mu[c->n_mu], NULL) != 0) {
@@ -132,9 +146,11 @@ void pl__tok_cache_free(pl__tok_cache_t *c)
     core_free(c);
 }
 
-static inline uint32_t tag_of(uint64_t h)
+static inline uint64_t head_of(uint64_t h, size_t klen)
 {
-    return (uint32_t)(h >> 20) | 1u; /* never 0, the tag of an empty entry */
+    /* tag and key length: the part of word 0 a lookup must find (the tag is never 0, so an empty
+     * entry, word 0 == 0 apart from its sequence, never matches) */
+    return (((h >> 20) & 0xffffff) | 1u) << 8 | klen;
 }
 
 static inline _Atomic uint64_t *set_at(const pl__tok_cache_t *c, uint64_t h)
@@ -144,105 +160,114 @@ static inline _Atomic uint64_t *set_at(const pl__tok_cache_t *c, uint64_t h)
 
 void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h)
 {
-    /* The first two ways only: a word usually sits in one of them (ways fill in order), and
-     * prefetching more lines per word just fills the CPU's miss buffers. */
-    const uint8_t *set = (const uint8_t *)(const void *)set_at(c, h);
-    __builtin_prefetch(set);
-    __builtin_prefetch(set + c->stride);
+    /* The first way only: a word usually sits there (ways fill in order), and prefetching more
+     * lines per word just fills the CPU's miss buffers. */
+    __builtin_prefetch((const void *)set_at(c, h));
 }
 
-int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                       uint32_t *ids)
 {
     if (klen > c->key_max) {
         return -1;
     }
-    uint64_t local[256 / 8 + 1];
-    uint8_t *lb = (uint8_t *)local;
-    uint64_t tag = tag_of(h);
+    uint64_t want = head_of(h, klen);
     _Atomic uint64_t *set = set_at(c, h);
-    size_t key_words = (HEAD + klen + 7) / 8; /* words that hold the head and the key */
+    size_t nkw = (klen + 7) / 8;
     for (int way = 0; way < WAYS; way++) {
         _Atomic uint64_t *e = set + (size_t)way * c->words;
         uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
-        if ((s1 >> 32) != tag || (s1 & 1) != 0) {
+        if ((s1 >> 32) != want || (s1 & 1) != 0) {
             continue;
         }
-        for (size_t k = 1; k < key_words; k++) {
-            local[k] = atomic_load_explicit(&e[k], memory_order_relaxed);
+        uint64_t diff = 0;
+        for (size_t k = 0; k < nkw; k++) {
+            diff |= atomic_load_explicit(&e[1 + k], memory_order_relaxed) ^ kw[k];
         }
-        size_t n = lb[9];
-        if (lb[8] != klen || n > c->ids_max) {
-            continue; /* another key with this tag, or a torn read: checked below anyway */
+        size_t n = (size_t)(s1 >> 24) & 0xff;
+        if (diff != 0 || n > c->ids_max) {
+            continue; /* another key with this tag, or a torn read */
         }
-        size_t ids_end = (c->ids_off + n * sizeof(uint32_t) + 7) / 8;
-        for (size_t k = key_words; k < ids_end; k++) {
-            local[k] = atomic_load_explicit(&e[k], memory_order_relaxed);
+        _Atomic uint64_t *iw = e + 1 + c->key_words;
+        for (size_t k = 0; k < (n + 1) / 2; k++) {
+            uint64_t v = atomic_load_explicit(&iw[k], memory_order_relaxed);
+            memcpy(ids + 2 * k, &v, sizeof v); /* ids has room for an even count */
         }
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
             continue; /* a writer changed the entry while we read it */
         }
-        /* Keys are a few bytes: a plain loop beats a call to memcmp. */
-        size_t k = 0;
-        while (k < klen && lb[HEAD + k] == key[k]) {
-            k++;
-        }
-        if (k != klen) {
-            continue;
-        }
-        memcpy(ids, lb + c->ids_off, n * sizeof *ids);
         return (int)n;
     }
     return -1;
 }
 
-/* Rewrites entry e under the writer lock: odd sequence, data, even sequence with the new tag. */
-static void entry_write(pl__tok_cache_t *c, _Atomic uint64_t *e, uint64_t tag, const uint8_t *key,
-                        size_t klen, const uint32_t *ids, size_t n)
+int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b)
 {
-    uint64_t local[256 / 8 + 1];
-    uint8_t *lb = (uint8_t *)local;
-    uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
-    uint32_t seq = (uint32_t)s;
-    atomic_store_explicit(&e[0], (s & ~(uint64_t)UINT32_MAX) | (uint32_t)(seq + 1),
-                          memory_order_relaxed);
-    atomic_thread_fence(memory_order_release);
-    size_t end = 1;
-    if (tag != 0) {
-        memset(lb, 0, c->stride);
-        lb[8] = (uint8_t)klen;
-        lb[9] = (uint8_t)n;
-        memcpy(lb + HEAD, key, klen);
-        memcpy(lb + c->ids_off, ids, n * sizeof *ids);
-        end = (c->ids_off + n * sizeof(uint32_t) + 7) / 8;
-    }
-    for (size_t k = 1; k < end; k++) {
-        atomic_store_explicit(&e[k], local[k], memory_order_relaxed);
-    }
-    atomic_store_explicit(&e[0], tag << 32 | (uint32_t)(seq + 2), memory_order_release);
+    uint32_t v = atomic_load_explicit(&c->one[b], memory_order_relaxed);
+    return v == 0 ? -1 : (int)(v - 1);
 }
 
-void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id)
+{
+    uint32_t old = atomic_exchange_explicit(&c->one[b], id + 1, memory_order_relaxed);
+    if (old == 0) {
+        atomic_fetch_add_explicit(&c->filled, 1, memory_order_relaxed);
+    }
+}
+
+/* Rewrites entry e under the writer lock: odd sequence, data, even sequence with the new head. */
+static void entry_write(pl__tok_cache_t *c, _Atomic uint64_t *e, uint64_t head, const uint64_t *kw,
+                        size_t klen, const uint32_t *ids, size_t n)
+{
+    uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
+    uint64_t seq = s & SEQ_MASK;
+    atomic_store_explicit(&e[0], (s & ~SEQ_MASK) | ((seq + 1) & SEQ_MASK), memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    if (head != 0) {
+        size_t nkw = (klen + 7) / 8;
+        for (size_t k = 0; k < c->key_words; k++) {
+            atomic_store_explicit(&e[1 + k], k < nkw ? kw[k] : 0, memory_order_relaxed);
+        }
+        _Atomic uint64_t *iw = e + 1 + c->key_words;
+        for (size_t k = 0; k < (n + 1) / 2; k++) {
+            uint64_t v = ids[2 * k];
+            if (2 * k + 1 < n) {
+                v |= (uint64_t)ids[2 * k + 1] << 32;
+            }
+            atomic_store_explicit(&iw[k], v, memory_order_relaxed);
+        }
+    }
+    uint64_t w0 = head == 0 ? 0 : head << 32 | (uint64_t)n << 24;
+    atomic_store_explicit(&e[0], w0 | ((seq + 2) & SEQ_MASK), memory_order_release);
+}
+
+void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n)
 {
     if (klen > c->key_max || n > c->ids_max) {
         return;
     }
-    uint64_t tag = tag_of(h);
+    uint64_t head = head_of(h, klen);
     size_t si = (size_t)h & (c->sets - 1);
     _Atomic uint64_t *set = set_at(c, h);
+    size_t nkw = (klen + 7) / 8;
     pthread_mutex_t *mu = &c->mu[si % N_LOCKS]; /* one lock per set, as in clear */
     pthread_mutex_lock(mu);
     int way = -1;
     for (int w = 0; w < WAYS; w++) {
-        /* Plain reads are fine here: entries change only under this lock. */
+        /* Relaxed reads are fine here: entries change only under this lock. */
         _Atomic uint64_t *e = set + (size_t)w * c->words;
         uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
-        if ((s >> 32) == tag && ((const uint8_t *)(const void *)e)[8] == klen &&
-            memcmp((const uint8_t *)(const void *)e + HEAD, key, klen) == 0) {
-            pthread_mutex_unlock(mu); /* another thread stored it meanwhile */
-            return;
+        if ((s >> 32) == head) {
+            uint64_t diff = 0;
+            for (size_t k = 0; k < nkw; k++) {
+                diff |= atomic_load_explicit(&e[1 + k], memory_order_relaxed) ^ kw[k];
+            }
+            if (diff == 0) {
+                pthread_mutex_unlock(mu); /* another thread stored it meanwhile */
+                return;
+            }
         }
         if ((s >> 32) == 0 && way < 0) {
             way = w;
@@ -254,7 +279,7 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_
         way = c->victim[si] % WAYS;
         c->victim[si] = (uint8_t)(way + 1);
     }
-    entry_write(c, set + (size_t)way * c->words, tag, key, klen, ids, n);
+    entry_write(c, set + (size_t)way * c->words, head, kw, klen, ids, n);
     pthread_mutex_unlock(mu);
 }
 
@@ -288,6 +313,9 @@ void pl__tok_cache_clear(pl__tok_cache_t *c)
         }
         c->victim[si] = 0;
         pthread_mutex_unlock(mu);
+    }
+    for (size_t i = 0; i < 256; i++) {
+        atomic_store_explicit(&c->one[i], 0, memory_order_relaxed);
     }
     atomic_store_explicit(&c->filled, 0, memory_order_relaxed);
     atomic_store_explicit(&c->hits, 0, memory_order_relaxed);

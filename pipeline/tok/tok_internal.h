@@ -45,6 +45,10 @@ struct pl_tok_s {
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
     pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
+    /* 1: one-byte words use the short cache's per-byte table (pl__tok_cache_get_one); only for
+     * caches of at least PL__CACHE_ONE_MIN entries, where 256 more entries are noise. Smaller
+     * caches keep one-byte words in their sets, so their size bound stays as documented. */
+    int cache_one;
 };
 
 /* Work counter (merge-table probes, heap steps, entity lookups, code points cleaned) of the
@@ -111,17 +115,31 @@ static inline uint64_t pl__tok_mix(uint64_t k)
 uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);
 
 /* --- tok_cache.c --- */
-/* Two caches per tokenizer: short words in 64-byte entries, longer ones in 256-byte entries. */
-#define PL__CACHE_SHORT_KEY 22
+/* Two caches per tokenizer: short words in 64-byte entries, longer ones in 256-byte entries.
+ * Keys are passed as zero-padded 64-bit words ((klen + 7) / 8 of them). */
+#define PL__CACHE_SHORT_KEY 24
 #define PL__CACHE_SHORT_IDS 8
-#define PL__CACHE_LONG_KEY 86
+#define PL__CACHE_LONG_KEY 88
 #define PL__CACHE_LONG_IDS 40
+#define PL__CACHE_ONE_MIN 16384
 #define PL__CACHE_LONG_SHARE 16 /* the long-word cache has 1/16 of the entries */
 /* About max_entries entries (a power of two, at least 256) for keys up to key_max bytes with up
  * to ids_max ids; 0 entries gives *out = NULL (no cache). */
 int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__tok_cache_t **out);
 void pl__tok_cache_free(pl__tok_cache_t *c);
 uint64_t pl__tok_hash_bytes(const void *p, size_t n);
+/* Hash of a key given as zero-padded words (what the caches are indexed by). */
+static inline uint64_t pl__tok_hash_words(const uint64_t *kw, size_t klen)
+{
+    uint64_t h = 0x9e3779b97f4a7c15ull * (klen + 1);
+    for (size_t k = 0; k < (klen + 7) / 8; k++) {
+        h = (h ^ kw[k]) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    h *= 0xc4ceb9fe1a85ec53ull;
+    h ^= h >> 33;
+    return h;
+}
 /* Alignment for a randomly probed table of `bytes` (2 MiB from 1 MiB up), and the hint that asks
  * for transparent huge pages for it. */
 size_t pl__tok_table_align(size_t bytes);
@@ -130,11 +148,15 @@ void pl__tok_advise_huge(void *p, size_t bytes);
 void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h);
 /* Copies the cached ids of key into ids (room for the cache's ids_max) and returns their count,
  * or -1 on a miss. Lock-free; thread-safe. */
-int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                       uint32_t *ids);
 /* Stores a result; keys or results over the limits are ignored. Thread-safe. */
-void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint8_t *key, size_t klen,
+void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n);
+/* The one-byte words: the cached id of the word made of byte b, or -1; and storing it. Lock-free,
+ * thread-safe (one atomic word per byte value). */
+int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b);
+void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id);
 /* Adds to the hit/miss counters (callers sum them per call). Thread-safe. */
 void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses);
 /* Adds this cache's counters to *hits, *misses, *entries. */
