@@ -60,7 +60,7 @@ static int clean_ascii(const uint8_t *s, size_t len, char *buf, size_t cap, char
 
 static inline int is_pyspace(uint32_t cp)
 {
-    return cp < 0x80 ? is_ascii_space((uint8_t)cp) : pl__uni_is_pyspace(cp);
+    return cp < 0x10000 ? (pl__uni_bmp[cp] & PL__BMP_PYSPACE) != 0 : pl__uni_is_pyspace(cp);
 }
 
 /* CPython's handle_capital_sigma: final form when preceded by a cased character and not followed
@@ -109,6 +109,7 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
         return clean_ascii(s, len, buf, cap, out, out_len);
     }
 
+    pl__uni_init();
     /* Decode (and so validate); at most one code point per byte. */
     if (len > STACK_CPS) {
         cps = core_malloc(len * sizeof *cps);
@@ -118,8 +119,9 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
     int nfc_needed = 0;
     for (size_t i = 0; i < len;) {
         uint32_t cp;
-        CORE_FAIL_IF(pl__utf8_next(s, len, &i, &cp) != 0, CORE_EBAD_UTF8);
-        nfc_needed |= cp >= 0x300 && !pl__uni_nfc_quick_yes(cp);
+        CORE_FAIL_IF(pl__utf8_next_inl(s, len, &i, &cp) != 0, CORE_EBAD_UTF8);
+        nfc_needed |= cp < 0x10000 ? (pl__uni_bmp[cp] & PL__BMP_NFC_UNSAFE) != 0
+                                   : !pl__uni_nfc_quick_yes(cp);
         cps[n++] = cp;
     }
     if (nfc_needed) {
@@ -178,6 +180,10 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
         if (cps[i] < 0x80) {
             uint32_t ch = cps[i];
             o[ol++] = (char)((ch >= 'A' && ch <= 'Z') ? ch + 32 : ch);
+            continue;
+        }
+        if (cps[i] < 0x10000 && (pl__uni_bmp[cps[i]] & PL__BMP_LOWER_SAME) != 0) {
+            ol += pl__utf8_put((uint8_t *)o + ol, cps[i]);
             continue;
         }
         if (cps[i] == 0x3A3) {

@@ -66,9 +66,42 @@ enum {
 /* Strict UTF-8 decoding of one code point at s[*i] (advances *i). Returns 0, or -1 for invalid
  * input (overlong, surrogate, > U+10FFFF, truncated). */
 int pl__utf8_next(const uint8_t *s, size_t len, size_t *i, uint32_t *cp);
+/* The same, inlined for the inner loops. */
+static inline int pl__utf8_next_inl(const uint8_t *s, size_t len, size_t *i, uint32_t *cp)
+{
+    size_t p = *i;
+    uint32_t c = s[p];
+    if (c < 0x80) {
+        *cp = c;
+        *i = p + 1;
+        return 0;
+    }
+    if (c >= 0xE0 && c <= 0xEF && len - p > 2 && (s[p + 1] & 0xC0) == 0x80 &&
+        (s[p + 2] & 0xC0) == 0x80) {
+        /* three bytes: most non-Latin scripts */
+        c = (c & 0x0F) << 12 | (uint32_t)(s[p + 1] & 0x3F) << 6 | (s[p + 2] & 0x3Fu);
+        if (c >= 0x800 && (c < 0xD800 || c > 0xDFFF)) {
+            *cp = c;
+            *i = p + 3;
+            return 0;
+        }
+        return -1;
+    }
+    return pl__utf8_next(s, len, i, cp);
+}
 /* Appends the UTF-8 of cp to out (room for 4 bytes); returns the byte count. */
 size_t pl__utf8_put(uint8_t *out, uint32_t cp);
 int pl__uni_class(uint32_t cp);
+/* A byte per BMP code point: its class (low 3 bits) and the flags below, filled by
+ * pl__uni_init() (once per process, thread-safe); read it only after that call. */
+enum {
+    PL__BMP_CLASS = 7,
+    PL__BMP_NFC_UNSAFE = 8,  /* !pl__uni_nfc_quick_yes */
+    PL__BMP_PYSPACE = 16,    /* pl__uni_is_pyspace */
+    PL__BMP_LOWER_SAME = 32, /* str.lower maps it to itself (never U+03A3) */
+};
+extern uint8_t pl__uni_bmp[0x10000];
+void pl__uni_init(void);
 extern const uint8_t pl__uni_ascii_class[128]; /* pl__uni_class of ASCII, for inner loops */
 int pl__uni_is_pyspace(uint32_t cp); /* Python str.isspace */
 /* Python str.lower of one code point other than U+03A3: writes 1..3 code points, returns n. */

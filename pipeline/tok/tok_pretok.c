@@ -44,6 +44,7 @@ int pl_tok_pretokenize(const char *clean, size_t len, pl_tok_piece_cb cb, void *
 {
     const uint8_t *s = (const uint8_t *)clean;
     size_t i = 0;
+    pl__uni_init();
     while (i < len) {
         size_t start = i, m = 0;
         if (s[i] == '<') {
@@ -69,10 +70,10 @@ int pl_tok_pretokenize(const char *clean, size_t len, pl_tok_piece_cb cb, void *
         if (s[i] < 0x80) {
             cls = pl__uni_ascii_class[s[i++]];
         } else {
-            if (pl__utf8_next(s, len, &i, &cp) != 0) {
+            if (pl__utf8_next_inl(s, len, &i, &cp) != 0) {
                 return CORE_EBAD_UTF8;
             }
-            cls = pl__uni_class(cp);
+            cls = cp < 0x10000 ? pl__uni_bmp[cp] & PL__BMP_CLASS : pl__uni_class(cp);
         }
         if (cls == PL__CLS_LETTER || cls == PL__CLS_OTHER) {
             /* Greedy run of the same class. */
@@ -85,10 +86,10 @@ int pl_tok_pretokenize(const char *clean, size_t len, pl_tok_piece_cb cb, void *
                     i = q + 1;
                     continue;
                 }
-                if (pl__utf8_next(s, len, &q, &cp) != 0) {
+                if (pl__utf8_next_inl(s, len, &q, &cp) != 0) {
                     return CORE_EBAD_UTF8;
                 }
-                if (pl__uni_class(cp) != cls) {
+                if ((cp < 0x10000 ? pl__uni_bmp[cp] & PL__BMP_CLASS : pl__uni_class(cp)) != cls) {
                     break;
                 }
                 i = q;

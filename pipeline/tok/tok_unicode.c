@@ -7,6 +7,7 @@
  * gen_unicode_tables.py with the reference Python, together with the Cased / Case_Ignorable
  * properties that CPython's final-sigma rule needs and utf8proc does not expose. */
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -292,4 +293,35 @@ const char *pl__uni_expected_version(void)
 int pl__uni_check_version(void)
 {
     return strcmp(utf8proc_unicode_version(), PL__UNI_UTF8PROC_UNICODE) == 0 ? 0 : -1;
+}
+
+/* The BMP summary table (see tok_internal.h), filled once per process from the functions above,
+ * so the result is the same by construction; code points above U+FFFF take the slow calls. */
+uint8_t pl__uni_bmp[0x10000];
+static pthread_once_t bmp_once = PTHREAD_ONCE_INIT;
+
+static void bmp_build(void)
+{
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        if (cp >= 0xD800 && cp <= 0xDFFF) {
+            continue; /* never decoded */
+        }
+        uint8_t v = (uint8_t)pl__uni_class(cp);
+        if (!pl__uni_nfc_quick_yes(cp)) {
+            v |= PL__BMP_NFC_UNSAFE;
+        }
+        if (pl__uni_is_pyspace(cp)) {
+            v |= PL__BMP_PYSPACE;
+        }
+        uint32_t low[3];
+        if (cp != 0x3A3 && pl__uni_lower(cp, low) == 1 && low[0] == cp) {
+            v |= PL__BMP_LOWER_SAME;
+        }
+        pl__uni_bmp[cp] = v;
+    }
+}
+
+void pl__uni_init(void)
+{
+    (void)pthread_once(&bmp_once, bmp_build);
 }
