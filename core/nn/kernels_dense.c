@@ -9,6 +9,8 @@
 
 /* ---- linear ------------------------------------------------------------------------------- */
 
+static void bias_rows_parallel(float *y, const float *r, const float *b, int M, int O);
+
 void nn_linear_forward(float *y, const float *x, const float *w, const float *b, int M, int I,
                        int O)
 {
@@ -16,9 +18,7 @@ void nn_linear_forward(float *y, const float *x, const float *w, const float *b,
     float beta = 0.0f;
     if (b) {
         /* y = b broadcast, then y += x W^T in the same GEMM (beta = 1) */
-        for (int m = 0; m < M; m++) {
-            memcpy(y + (size_t)m * (size_t)O, b, sizeof(float) * (size_t)O);
-        }
+        bias_rows_parallel(y, NULL, b, M, O);
         beta = 1.0f;
     }
     nn_gemm(NN_NOTRANS, NN_TRANS, M, O, I, 1.0f, x, I, w, I, beta, y, O);
@@ -41,15 +41,20 @@ NN__HOT static void residual_bias_rows(void *ctx, int chunk, int lo, int hi)
     (void)chunk;
     int O = j->O;
     for (int m = lo; m < hi; m++) {
-        const float *rr = j->r + (size_t)m * (size_t)O;
         float *yr = j->y + (size_t)m * (size_t)O;
+        if (!j->r) {
+            memcpy(yr, j->b, sizeof(float) * (size_t)O);
+            continue;
+        }
+        const float *rr = j->r + (size_t)m * (size_t)O;
         for (int o = 0; o < O; o++) {
             yr[o] = rr[o] + j->b[o];
         }
     }
 }
 
-static void residual_bias(float *y, const float *r, const float *b, int M, int O)
+/* y[m,:] = r[m,:] + b (r NULL: y[m,:] = b), rows split over the pool */
+static void bias_rows_parallel(float *y, const float *r, const float *b, int M, int O)
 {
     rows_job_t j = {.y = y, .r = r, .b = b, .O = O};
     nn__parallel_for(M, 64, residual_bias_rows, &j);
@@ -59,7 +64,7 @@ void nn__linear_forward_residual(float *y, const float *r, const float *x, const
                                  const float *b, int M, int I, int O)
 {
     NN_ASSERT(y && r && x && w && b && M >= 0 && I > 0 && O > 0);
-    residual_bias(y, r, b, M, O);
+    bias_rows_parallel(y, r, b, M, O);
     nn_gemm(NN_NOTRANS, NN_TRANS, M, O, I, 1.0f, x, I, w, I, 1.0f, y, O);
 }
 
