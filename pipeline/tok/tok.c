@@ -236,7 +236,11 @@ static int ascii_lower(const uint8_t *s, size_t len, uint8_t *o)
     uint64_t acc = 0, amp = 0;
     for (size_t i = 0; i < len; i += 8) {
         uint64_t w = 0;
-        memcpy(&w, s + i, len - i >= 8 ? 8 : len - i);
+        if (len - i >= 8) {
+            memcpy(&w, s + i, 8); /* a fixed-size copy is one load */
+        } else {
+            memcpy(&w, s + i, len - i);
+        }
         acc |= w;
         uint64_t x = w ^ (ones * '&');
         amp |= (x - ones) & ~x & highs; /* non-zero iff some byte is '&' */
@@ -361,7 +365,10 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
 int pl_tok_encode(const pl_tok_t *tok, const char *text, size_t len, uint32_t *ids, size_t cap,
                   size_t *n_out)
 {
-    enc_t e = {.tok = tok, .ids = ids, .cap = cap, .stop = SIZE_MAX};
+    enc_t e; /* no initializer: zeroing the batch costs more than a short caption's encoding */
+    e.ids = ids;
+    e.cap = cap;
+    e.stop = SIZE_MAX;
     *n_out = 0;
     int rc = encode(tok, text, len, &e);
     if (rc == 0) {
@@ -377,7 +384,10 @@ int pl_tok_row(const pl_tok_t *tok, const char *text, size_t len, uint32_t row[P
      * kept, and one more tells that the text was cut: stop encoding at 76. */
     const size_t keep = PL_TOK_CONTEXT - 2;
     uint32_t buf[PL_TOK_CONTEXT];
-    enc_t e = {.tok = tok, .ids = buf, .cap = keep + 1, .stop = keep + 1};
+    enc_t e; /* encode() sets the other fields */
+    e.ids = buf;
+    e.cap = keep + 1;
+    e.stop = keep + 1;
     int rc = encode(tok, text, len, &e);
     if (rc < 0) {
         return rc;
