@@ -37,8 +37,8 @@ run() { # mode -> "img_s data_wait"
             datad) src=(--set data.socket="$W/d.sock" --set data.vocab="$W/vocab.txt") ;;
         esac
         "$B/daemon/traind/sc-traind" "${COMMON[@]}" "${src[@]}" --set checkpoint.dir="$W/ck" \
-            2> "$W/$mode.log" || { cat "$W/$mode.log" >&2; exit 1; }
-        local line; line=$(grep RESULT "$W/$mode.log")
+            2> "$W/traind-$mode.log" || { cat "$W/traind-$mode.log" >&2; exit 1; }
+        local line; line=$(grep RESULT "$W/traind-$mode.log")
         local ips; ips=$(echo "$line" | sed 's/.*img_s=\([0-9.]*\).*/\1/')
         local dw; dw=$(echo "$line" | sed 's/.*data_wait=\([0-9.]*\).*/\1/')
         if awk -v a="$ips" -v b="${best% *}" 'BEGIN { exit !(a > b) }'; then best="$ips $dw"; fi

@@ -119,6 +119,10 @@ typedef struct traind_meta_s {
     uint64_t total_steps;
 } traind_meta_t;
 
+/* Creates the directory, takes an exclusive flock on <dir>/.lock (one trainer per directory:
+ * -EWOULDBLOCK otherwise) and removes temporary files of interrupted saves. *fd_out holds the
+ * lock until closed. */
+int traind__ckpt_lock(const traind_cfg_t *cfg, int *fd_out);
 /* Writes <dir>/ckpt-<step>-<seq>.safetensors atomically, then applies retention. */
 int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_meta_t *meta,
                       const traind_state_t *st, char *path_out, size_t path_cap);

@@ -18,6 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -276,4 +278,44 @@ int traind__ckpt_peek_vocab(const traind_cfg_t *cfg, int *vocab_size)
     }
     core_free(v);
     return found;
+}
+
+int traind__ckpt_lock(const traind_cfg_t *cfg, int *fd_out)
+{
+    if (mkdir(cfg->ckpt_dir, 0750) != 0 && errno != EEXIST) {
+        int e = errno;
+        core_log_err("checkpoint.dir %s: %s", cfg->ckpt_dir, strerror(e));
+        return CORE_ERR(e);
+    }
+    char p[4200];
+    snprintf(p, sizeof p, "%s/.lock", cfg->ckpt_dir);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        int e = errno;
+        core_log_err("%s: %s", p, strerror(e));
+        return CORE_ERR(e);
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        core_log_err("checkpoint.dir %s is in use by another sc-traind (%s)", cfg->ckpt_dir,
+                     strerror(e));
+        close(fd);
+        return CORE_ERR(e);
+    }
+    /* Temporary files of a save that a crash interrupted (nn_st_write's "<path>.tmp.XXXXXX"). */
+    DIR *dp = opendir(cfg->ckpt_dir);
+    if (dp != NULL) {
+        struct dirent *e;
+        while ((e = readdir(dp)) != NULL) {
+            if (strncmp(e->d_name, "ckpt-", 5) == 0 && strstr(e->d_name, ".safetensors.tmp.")) {
+                snprintf(p, sizeof p, "%s/%s", cfg->ckpt_dir, e->d_name);
+                if (unlink(p) == 0) {
+                    core_log_info("removed %s (an interrupted checkpoint write)", p);
+                }
+            }
+        }
+        closedir(dp);
+    }
+    *fd_out = fd;
+    return 0;
 }

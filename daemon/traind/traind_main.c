@@ -383,8 +383,9 @@ static int run(traind_cfg_t *cfg)
     r.meta.total_steps = r.status.total_steps;
     r.meta.vocab_hash = r.vocab_hash;
     r.meta.vocab_path = r.vocab_path;
-    int vocab = 0;
+    int vocab = 0, lock_fd = -1;
     char ck_path[4200] = "";
+    CORE_TRY(traind__ckpt_lock(cfg, &lock_fd));
     if (cfg->ckpt_resume && traind__ckpt_peek_vocab(cfg, &vocab)) {
         CORE_TRY(build_model(&r, vocab));
         rc = traind__ckpt_resume(cfg, r.m, &r.meta, &r.st, ck_path, sizeof ck_path);
@@ -461,6 +462,9 @@ fail:
     core_free(r.idf_backup);
     core_free_aligned(r.images);
     pthread_mutex_destroy(&r.status.mu);
+    if (lock_fd >= 0) {
+        close(lock_fd);
+    }
     return rc;
 }
 

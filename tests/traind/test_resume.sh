@@ -72,6 +72,10 @@ sleep 0.5
 ST=$("$CTL" --socket "$W/t.sock" --json status) || fail "sc-ctl status on the trainer"
 echo "$ST" | grep -q '"daemon":"sc-traind"' || fail "status reply: $ST"
 echo "$ST" | grep -q '"state":"training"' || fail "status reply: $ST"
+# A second trainer on the same checkpoint directory is refused.
+"$TRAIND" "${SMALL[@]}" "${SRC[@]}" --set train.steps=100 --set checkpoint.dir="$W/term" 2>"$W/second.log" &&
+    fail "a second trainer ran on the same checkpoint directory"
+grep -q "in use by another sc-traind" "$W/second.log" || { cat "$W/second.log"; fail "no clear error for the second trainer"; }
 kill -USR1 $P
 for _ in $(seq 200); do ls "$W"/term/ckpt-*.safetensors >/dev/null 2>&1 && break; sleep 0.05; done
 ls "$W"/term/ckpt-*.safetensors >/dev/null 2>&1 || fail "SIGUSR1 wrote no checkpoint"
