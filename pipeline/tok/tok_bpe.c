@@ -18,8 +18,24 @@
 
 _Thread_local uint64_t pl__tok_work;
 
-uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id)
+static inline uint32_t merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id)
 {
+    if (tok->mtab8 != NULL) {
+        uint32_t key = a << 16 | b;
+        uint64_t i = pl__tok_mix(key) & tok->m8mask;
+        for (;;) {
+            pl__tok_work++;
+            uint64_t v = tok->mtab8[i];
+            if ((uint32_t)v == key) {
+                *new_id = (uint32_t)(v >> 48);
+                return (uint32_t)(v >> 32) & 0xffff;
+            }
+            if ((uint32_t)v == UINT32_MAX) {
+                return PL__TOK_NONE;
+            }
+            i = (i + 1) & tok->m8mask;
+        }
+    }
     uint64_t key = (uint64_t)a << 32 | b;
     uint64_t i = pl__tok_mix(key) & tok->mmask;
     for (;;) {
@@ -37,6 +53,11 @@ uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_
     }
 }
 
+uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id)
+{
+    return merge_find(tok, a, b, new_id);
+}
+
 static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
 {
     uint32_t rank[PL__TOK_SHORT_WORD], nid[PL__TOK_SHORT_WORD];
@@ -44,11 +65,15 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
     enum { NEW = 0xff };
     /* The first lookups are independent: start all their memory loads before using any. */
     for (size_t i = 0; i + 1 < n; i++) {
-        uint64_t key = (uint64_t)w[i] << 32 | w[i + 1];
-        __builtin_prefetch(&tok->mtab[pl__tok_mix(key) & tok->mmask]);
+        if (tok->mtab8 != NULL) {
+            __builtin_prefetch(&tok->mtab8[pl__tok_mix(w[i] << 16 | w[i + 1]) & tok->m8mask]);
+        } else {
+            uint64_t key = (uint64_t)w[i] << 32 | w[i + 1];
+            __builtin_prefetch(&tok->mtab[pl__tok_mix(key) & tok->mmask]);
+        }
     }
     for (size_t i = 0; i + 1 < n; i++) {
-        rank[i] = pl__tok_merge_find(tok, w[i], w[i + 1], &nid[i]);
+        rank[i] = merge_find(tok, w[i], w[i + 1], &nid[i]);
     }
     while (n > 1) {
         size_t at = 0;
@@ -78,14 +103,14 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
         /* Pairs of two symbols copied from adjacent places keep their rank; only pairs touching
          * a new symbol are looked up. Reading rank[src[k]] in place is safe: src[k] >= k. */
         if (at > 0) {
-            rank[at - 1] = pl__tok_merge_find(tok, w[at - 1], w[at], &nid[at - 1]);
+            rank[at - 1] = merge_find(tok, w[at - 1], w[at], &nid[at - 1]);
         }
         for (size_t k = at; k + 1 < n; k++) {
             if (src[k] != NEW && src[k + 1] == src[k] + 1) {
                 rank[k] = rank[src[k]];
                 nid[k] = nid[src[k]];
             } else {
-                rank[k] = pl__tok_merge_find(tok, w[k], w[k + 1], &nid[k]);
+                rank[k] = merge_find(tok, w[k], w[k + 1], &nid[k]);
             }
         }
     }
@@ -162,7 +187,7 @@ static int bpe_long(const pl_tok_t *tok, uint32_t *w, size_t n, size_t *n_out)
         prev[i] = i > 0 ? (uint32_t)(i - 1) : NIL;
         if (i + 1 < n) {
             uint32_t nid;
-            uint32_t r = pl__tok_merge_find(tok, w[i], w[i + 1], &nid);
+            uint32_t r = merge_find(tok, w[i], w[i + 1], &nid);
             if (r != PL__TOK_NONE) {
                 heap_push(heap, &hn, (hent_t){r, (uint32_t)i});
             }
@@ -173,9 +198,9 @@ static int bpe_long(const pl_tok_t *tok, uint32_t *w, size_t n, size_t *n_out)
         size_t sn = 0;
         while (hn > 0 && heap[0].rank == round) {
             hent_t e = heap_pop(heap, &hn);
-            uint32_t p = e.pos, q = next[p], nid;
+            uint32_t p = e.pos, q = next[p], nid = 0;
             if (w[p] == DEAD || q == NIL ||
-                pl__tok_merge_find(tok, w[p], w[q], &nid) != e.rank) {
+                merge_find(tok, w[p], w[q], &nid) != e.rank) {
                 continue; /* consumed or changed by an earlier merge */
             }
             w[p] = nid;
@@ -192,11 +217,11 @@ static int bpe_long(const pl_tok_t *tok, uint32_t *w, size_t n, size_t *n_out)
             }
         }
         for (size_t s = 0; s < sn; s++) {
-            uint32_t p = stash[s], q = next[p], nid;
+            uint32_t p = stash[s], q = next[p], nid = 0;
             if (w[p] == DEAD || q == NIL) {
                 continue;
             }
-            uint32_t r = pl__tok_merge_find(tok, w[p], w[q], &nid);
+            uint32_t r = merge_find(tok, w[p], w[q], &nid);
             if (r != PL__TOK_NONE) {
                 heap_push(heap, &hn, (hent_t){r, p});
             }

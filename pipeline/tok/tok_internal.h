@@ -42,6 +42,11 @@ struct pl_tok_s {
      * one 16-byte slot each so a probe touches one cache line. */
     pl__merge_slot_t *mtab;
     uint64_t mmask;
+    /* The same table packed into 8-byte slots when every id and rank fits 16 bits (CLIP: 1 MiB
+     * instead of 2, so more of it stays in the CPU caches): a << 16 | b in the low 32 bits
+     * (UINT32_MAX: empty), rank in bits 32-47, result id in bits 48-63. NULL otherwise. */
+    uint64_t *mtab8;
+    uint64_t m8mask;
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
     pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
