@@ -625,10 +625,14 @@ int pl_store_check_vocab(const pl_store_t *st, const char *vocab_hash)
 
 uint64_t pl_store_count(const pl_store_t *st)
 {
+    /* The lock is a mutable part of a logically const store: other threads may be committing. */
+    pthread_rwlock_t *lock = (pthread_rwlock_t *)&st->lock;
+    pthread_rwlock_rdlock(lock);
     uint64_t n = 0;
     for (uint32_t i = 0; i < st->n_shards; i++) {
         n += st->shards[i].next_seq - st->shards[i].first_seq;
     }
+    pthread_rwlock_unlock(lock);
     return n;
 }
 
@@ -1034,7 +1038,11 @@ int pl_store_commit(pl_store_t *st, const pl_store_batch_t *b, uint64_t *first_s
     if (first_seq_out) {
         *first_seq_out = s->next_seq;
     }
+    /* Readers copy shard structs under the read lock (pl_store_get): publish the new end under
+     * the write lock so a concurrent reader never sees a torn value. */
+    pthread_rwlock_wrlock(&st->lock);
     s->next_seq += b->n_recs;
+    pthread_rwlock_unlock(&st->lock);
     /* Close the shard at its cap: later batches go to a new one. */
     MDB_envinfo info;
     MDB_stat ms;
