@@ -283,6 +283,12 @@ static int train(run_t *r)
             nanosleep(&ts, NULL);
         }
         double now = core_now_s();
+        pthread_mutex_lock(&r->status.mu); /* live step and cursor for the control socket */
+        r->status.step = r->st.step;
+        r->status.epoch = r->st.epoch;
+        r->status.position = r->st.position;
+        r->status.skipped = r->st.skipped;
+        pthread_mutex_unlock(&r->status.mu);
         if (r->st.step % cfg->log_every == 0 || r->st.step == total) {
             double el = now - iv_t0;
             pthread_mutex_lock(&r->status.mu);
