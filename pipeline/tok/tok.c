@@ -104,7 +104,12 @@ static int bpe_piece(enc_t *e, const uint8_t *p, size_t len, pl__tok_cache_t *c,
             /* Short words live in the short-word cache unless their result has too many ids (a
              * run of CJK characters, say); those, and longer words, in the long-word cache. */
             if (c == tok->cache && n > PL__CACHE_SHORT_IDS) {
-                c = tok->cache_long;
+                if (tok->cache_long == NULL) {
+                    c = NULL;
+                } else {
+                    pl__tok_cache_put(c, h, kw, len, NULL, PL__CACHE_REDIRECT);
+                    c = tok->cache_long;
+                }
             }
             if (c != NULL) {
                 pl__tok_cache_put(c, h, kw, len, syms, n);
@@ -159,12 +164,13 @@ static int do_piece(enc_t *e, piece_t *pc)
         key_words(p, len, e->padded, kwl);
         kw = kwl;
     }
-    int k = -1;
+    int k = -2;
     if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
         k = pl__tok_cache_get(tok->cache, pc->h, kw, len, hit);
         e->hit_short += k >= 0;
     }
-    if (k < 0 && tok->cache_long != NULL) {
+    /* -2: a long word, or a short one the short cache sends to the long one */
+    if (k == -2 && tok->cache_long != NULL) {
         k = pl__tok_cache_get(tok->cache_long, pc->h, kw, len, hit);
         e->hit_long += k >= 0;
     }

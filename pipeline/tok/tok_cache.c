@@ -14,7 +14,9 @@
  *
  * A tokenizer has two caches (tok.c): 64-byte entries for words up to 24 bytes with up to 8 ids
  * (99% of caption pre-tokens) and 256-byte entries for words up to 88 bytes with up to 40 ids,
- * plus a table of the 256 one-byte words (no lock: one atomic word per byte value).
+ * plus a table of the 256 one-byte words (no lock: one atomic word per byte value). A short word
+ * with more than 8 ids leaves a PL__CACHE_REDIRECT entry in the short cache, so a short-cache miss
+ * needs no second lookup.
  * Longer pre-tokens are never cached, so an adversarial 100 KiB word cannot pin memory. The cache
  * is a pure speed-up; results never depend on it. */
 #include <errno.h>
@@ -92,7 +94,8 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     if (max_entries == 0) {
         return 0;
     }
-    if (key_max > UINT8_MAX || ids_max > UINT8_MAX || key_max % 8 != 0 || ids_max % 2 != 0) {
+    if (key_max > UINT8_MAX || ids_max >= PL__CACHE_REDIRECT || key_max % 8 != 0 ||
+        ids_max % 2 != 0) {
         return CORE_ECONFIG;
     }
     size_t sets = 64;
@@ -185,6 +188,10 @@ int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t
             diff |= atomic_load_explicit(&e[1 + k], memory_order_relaxed) ^ kw[k];
         }
         size_t n = (size_t)(s1 >> 24) & 0xff;
+        int redirect = n == PL__CACHE_REDIRECT;
+        if (redirect) {
+            n = 0;
+        }
         if (diff != 0 || n > c->ids_max) {
             continue; /* another key with this tag, or a torn read */
         }
@@ -197,7 +204,7 @@ int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t
         if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
             continue; /* a writer changed the entry while we read it */
         }
-        return (int)n;
+        return redirect ? -2 : (int)n;
     }
     return -1;
 }
@@ -226,13 +233,14 @@ static void entry_write(pl__tok_cache_t *c, _Atomic uint64_t *e, uint64_t head, 
     atomic_thread_fence(memory_order_release);
     if (head != 0) {
         size_t nkw = (klen + 7) / 8;
+        size_t nids = n == PL__CACHE_REDIRECT ? 0 : n;
         for (size_t k = 0; k < c->key_words; k++) {
             atomic_store_explicit(&e[1 + k], k < nkw ? kw[k] : 0, memory_order_relaxed);
         }
         _Atomic uint64_t *iw = e + 1 + c->key_words;
-        for (size_t k = 0; k < (n + 1) / 2; k++) {
+        for (size_t k = 0; k < (nids + 1) / 2; k++) {
             uint64_t v = ids[2 * k];
-            if (2 * k + 1 < n) {
+            if (2 * k + 1 < nids) {
                 v |= (uint64_t)ids[2 * k + 1] << 32;
             }
             atomic_store_explicit(&iw[k], v, memory_order_relaxed);
@@ -245,7 +253,7 @@ static void entry_write(pl__tok_cache_t *c, _Atomic uint64_t *e, uint64_t head, 
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n)
 {
-    if (klen > c->key_max || n > c->ids_max) {
+    if (klen > c->key_max || (n > c->ids_max && n != PL__CACHE_REDIRECT)) {
         return;
     }
     uint64_t head = head_of(h, klen);

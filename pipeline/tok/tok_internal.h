@@ -184,11 +184,16 @@ size_t pl__tok_table_align(size_t bytes);
 void pl__tok_advise_huge(void *p, size_t bytes);
 /* Hints the memory of key's set into the CPU cache (no effect on results). */
 void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h);
+/* A short word whose result has more than PL__CACHE_SHORT_IDS ids lives in the long-word cache;
+ * the short cache then holds this count (and no ids) for it, so that a miss in the short cache
+ * is final and costs no second lookup. */
+#define PL__CACHE_REDIRECT 255
 /* Copies the cached ids of key into ids (room for the cache's ids_max) and returns their count,
- * or -1 on a miss. Lock-free; thread-safe. */
+ * -2 for a PL__CACHE_REDIRECT entry, or -1 on a miss. Lock-free; thread-safe. */
 int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                       uint32_t *ids);
-/* Stores a result; keys or results over the limits are ignored. Thread-safe. */
+/* Stores a result (n = PL__CACHE_REDIRECT: the marker, ids unused); keys or results over the
+ * limits are ignored. Thread-safe. */
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n);
 /* The one-byte words: the cached id of the word made of byte b, or -1; and storing it. Lock-free,
