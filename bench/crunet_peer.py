@@ -10,7 +10,9 @@ torch.set_num_threads(N) explicitly. Standard modules (nn.Conv2d, nn.BatchNorm2d
 momentum 0.1, i.e. 0.9 running + 0.1 batch); weight sharing by reusing the same nn.Conv2d modules
 in every unit of a share set. Prints one line:
 
-    RESULT side=peer threads=N img_s=... step_ms=...
+    RESULT side=peer threads=N img_s=... img_cpu_s=... step_ms=...
+
+img_cpu_s is images per process CPU second (time.process_time, all threads).
 """
 import argparse
 import os
@@ -112,23 +114,24 @@ def main():
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     img = torch.randn(B, 3, H, H)
     labels = torch.randint(0, K, (B,))
-    times = []
+    times, cpu = [], []
     for s in range(a.steps + 2):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         opt.zero_grad(set_to_none=True)
         loss = F.cross_entropy(model(img), labels)
         loss.backward()
         opt.step()
-        t = time.perf_counter() - t0
+        t, c = time.perf_counter() - t0, time.process_time() - c0
         if s >= 2:
             times.append(t)
-    med = statistics.median(times)
+            cpu.append(c)
+    med, cmed = statistics.median(times), statistics.median(cpu)
     print(f"config: peer crunet35c-s2 {H}x{H} batch {B} classes {K}, {nparams} params, torch "
           f"{torch.__version__}, {torch.get_num_threads()} thread(s), OPENBLAS_CORETYPE="
           f"{os.environ.get('OPENBLAS_CORETYPE', '-')}, OMP_WAIT_POLICY="
           f"{os.environ.get('OMP_WAIT_POLICY', '-')}, mkldnn {torch.backends.mkldnn.is_available()}")
-    print(f"RESULT side=peer threads={a.threads} img_s={B / med:.2f} step_ms={1e3 * med:.1f} "
-          f"loss={loss.item():.4f}")
+    print(f"RESULT side=peer threads={a.threads} img_s={B / med:.2f} img_cpu_s={B / cmed:.2f} "
+          f"step_ms={1e3 * med:.1f} loss={loss.item():.4f}")
 
 
 if __name__ == "__main__":
