@@ -81,6 +81,12 @@ static inline int pl__utf8_next_inl(const uint8_t *s, size_t len, size_t *i, uin
         *i = p + 1;
         return 0;
     }
+    if (c >= 0xC2 && c <= 0xDF && len - p > 1 && (s[p + 1] & 0xC0) == 0x80) {
+        /* two bytes: Latin accents, Greek, Cyrillic, ... (0xC2 and up: never overlong) */
+        *cp = (c & 0x1F) << 6 | (s[p + 1] & 0x3Fu);
+        *i = p + 2;
+        return 0;
+    }
     if (c >= 0xE0 && c <= 0xEF && len - p > 2 && (s[p + 1] & 0xC0) == 0x80 &&
         (s[p + 2] & 0xC0) == 0x80) {
         /* three bytes: most non-Latin scripts */
