@@ -24,6 +24,7 @@ typedef struct {
     const pl_tok_t *tok;
     uint32_t *ids;
     size_t cap;
+    size_t room; /* ids may be written up to here (>= cap), past cap as scratch */
     size_t n;    /* ids produced so far (may exceed cap) */
     size_t stop; /* stop the walk once n reaches this */
     int padded;  /* pieces may be read 8 bytes at a time past their end (ASCII path buffer) */
@@ -164,18 +165,24 @@ static int do_piece(enc_t *e, piece_t *pc)
         key_words(p, len, e->padded, kwl);
         kw = kwl;
     }
+    /* Hits go straight to the output when it has room for any result. */
+    uint32_t *dst = e->n + PL__CACHE_LONG_IDS <= e->room ? e->ids + e->n : hit;
     int k = -2;
     if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
-        k = pl__tok_cache_get(tok->cache, pc->h, kw, len, hit);
+        k = pl__tok_cache_get(tok->cache, pc->h, kw, len, dst);
         e->hit_short += k >= 0;
     }
     /* -2: a long word, or a short one the short cache sends to the long one */
     if (k == -2 && tok->cache_long != NULL) {
-        k = pl__tok_cache_get(tok->cache_long, pc->h, kw, len, hit);
+        k = pl__tok_cache_get(tok->cache_long, pc->h, kw, len, dst);
         e->hit_long += k >= 0;
     }
     if (k >= 0) {
-        emit(e, hit, (size_t)k);
+        if (dst == hit) {
+            emit(e, hit, (size_t)k);
+        } else {
+            e->n += (size_t)k;
+        }
         return 0;
     }
     if (tok->cache == NULL && tok->cache_long == NULL) {
@@ -233,9 +240,9 @@ static int piece_cb(void *ud, const char *piece, size_t len)
 
 #define ASCII_MAX 4096 /* texts up to this many bytes take the fused path */
 
-/* Copies s lowercased into o (room for len rounded up to 8, plus 8) and tells whether s is pure ASCII
- * without '&': such text needs no NFC and no html unescape, so cleaning is only strip, whitespace
- * collapse and ASCII lowercase. Eight bytes at a time. */
+/* Copies s lowercased into o (room for len rounded up to 8, plus 8) and tells whether s is pure
+ * ASCII without '&': such text needs no NFC and no html unescape, so cleaning is only strip,
+ * whitespace collapse and ASCII lowercase. Eight bytes at a time. */
 static int ascii_lower(const uint8_t *s, size_t len, uint8_t *o)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
@@ -374,6 +381,7 @@ int pl_tok_encode(const pl_tok_t *tok, const char *text, size_t len, uint32_t *i
     enc_t e; /* no initializer: zeroing the batch costs more than a short caption's encoding */
     e.ids = ids;
     e.cap = cap;
+    e.room = ids != NULL ? cap : 0;
     e.stop = SIZE_MAX;
     *n_out = 0;
     int rc = encode(tok, text, len, &e);
@@ -389,10 +397,11 @@ int pl_tok_row(const pl_tok_t *tok, const char *text, size_t len, uint32_t row[P
     /* ids = [SOT] + encode + [EOT]; over 77 keep 77 with EOT last. So at most 75 encoded ids are
      * kept, and one more tells that the text was cut: stop encoding at 76. */
     const size_t keep = PL_TOK_CONTEXT - 2;
-    uint32_t buf[PL_TOK_CONTEXT];
+    uint32_t buf[PL_TOK_CONTEXT + PL__CACHE_LONG_IDS]; /* slack: cache hits are copied whole */
     enc_t e; /* encode() sets the other fields */
     e.ids = buf;
     e.cap = keep + 1;
+    e.room = sizeof buf / sizeof buf[0];
     e.stop = keep + 1;
     int rc = encode(tok, text, len, &e);
     if (rc < 0) {

@@ -6,9 +6,10 @@
  *
  * Readers take no lock. Each entry is a sequence lock: its first word holds a sequence number
  * (odd while a writer is inside), the key's 24-bit tag, its length and the id count; keys are
- * stored zero-padded to whole words, so a lookup compares 1-3 words. A reader loads that word (acquire),
- * copies the entry with relaxed atomic loads, fences (acquire) and reloads the word: if it
- * changed, the copy may be torn and counts as a miss (Boehm's C11 seqlock). Writers are rare (one
+ * stored zero-padded to whole words, so a lookup compares 1-3 words. A reader (the inline
+ * pl__tok_cache_get in tok_internal.h) loads that word (acquire), copies the entry with relaxed
+ * atomic loads, fences (acquire) and reloads the word: if it changed, the copy may be torn and
+ * counts as a miss (Boehm's C11 seqlock). Writers are rare (one
  * per distinct word) and serialise on one of 64 mutexes chosen by the hash; a full set replaces
  * its entries round-robin. Hit and miss counts are summed per encode() call by the caller.
  *
@@ -29,8 +30,6 @@
 #include "core/err.h"
 #include "tok_internal.h"
 
-#define N_LOCKS 64
-#define WAYS 4
 
 /* Entry word 0: tag (24 bits) | key length (8) | id count (8) | sequence (24, odd while a writer
  * is inside). Then the key, zero-padded to key_max bytes (whole words, so a lookup compares words
@@ -39,18 +38,6 @@
  * repeats after 8M rewrites of one entry, far beyond what can happen during one lookup. */
 #define SEQ_MASK ((uint64_t)0xffffff)
 
-struct pl__tok_cache_s {
-    _Atomic uint64_t *w;   /* entries, stride/8 words each; huge pages where possible */
-    uint8_t *victim;       /* per set: next way to replace (writers only) */
-    size_t sets;           /* power of two */
-    size_t key_max, ids_max, key_words, stride, words;
-    /* Words of one byte, the most frequent pre-tokens ("," alone is one in eight): byte value ->
-     * id + 1, 0 while not cached. One word per value, so no lock or sequence is needed. */
-    _Atomic uint32_t one[256];
-    pthread_mutex_t mu[N_LOCKS];
-    int n_mu;
-    _Atomic uint64_t hits, misses, filled;
-};
 
 uint64_t pl__tok_hash_bytes(const void *p, size_t n)
 {
@@ -99,7 +86,7 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
         return CORE_ECONFIG;
     }
     size_t sets = 64;
-    while (sets * 2 * WAYS <= max_entries && sets < ((size_t)1 << 30)) {
+    while (sets * 2 * PL__CACHE_WAYS <= max_entries && sets < ((size_t)1 << 30)) {
         sets *= 2;
     }
     pl__tok_cache_t *c = core_calloc(1, sizeof *c);
@@ -112,7 +99,7 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     c->key_words = key_max / 8;
     c->stride = (8 + key_max + ids_max * sizeof(uint32_t) + 63) & ~(size_t)63;
     c->words = c->stride / 8;
-    size_t total = sets * WAYS * c->stride;
+    size_t total = sets * PL__CACHE_WAYS * c->stride;
     c->w = core_malloc_aligned(pl__tok_table_align(total), total);
     c->victim = core_calloc(sets, 1);
     if (c->w == NULL || c->victim == NULL) {
@@ -126,7 +113,7 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     for (size_t i = 0; i < 256; i++) {
         atomic_init(&c->one[i], 0);
     }
-    for (; c->n_mu < N_LOCKS; c->n_mu++) {
+    for (; c->n_mu < PL__CACHE_LOCKS; c->n_mu++) {
         if (pthread_mutex_init(&c->mu[c->n_mu], NULL) != 0) {
             pl__tok_cache_free(c);
             return CORE_ERR(ENOMEM);
@@ -147,72 +134,6 @@ void pl__tok_cache_free(pl__tok_cache_t *c)
     core_free_aligned((void *)c->w);
     core_free(c->victim);
     core_free(c);
-}
-
-static inline uint64_t head_of(uint64_t h, size_t klen)
-{
-    /* tag and key length: the part of word 0 a lookup must find (the tag is never 0, so an empty
-     * entry, word 0 == 0 apart from its sequence, never matches) */
-    return (((h >> 20) & 0xffffff) | 1u) << 8 | klen;
-}
-
-static inline _Atomic uint64_t *set_at(const pl__tok_cache_t *c, uint64_t h)
-{
-    return c->w + ((size_t)h & (c->sets - 1)) * WAYS * c->words;
-}
-
-void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h)
-{
-    /* The first way only: a word usually sits there (ways fill in order), and prefetching more
-     * lines per word just fills the CPU's miss buffers. */
-    __builtin_prefetch((const void *)set_at(c, h));
-}
-
-int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
-                      uint32_t *ids)
-{
-    if (klen > c->key_max) {
-        return -1;
-    }
-    uint64_t want = head_of(h, klen);
-    _Atomic uint64_t *set = set_at(c, h);
-    size_t nkw = (klen + 7) / 8;
-    for (int way = 0; way < WAYS; way++) {
-        _Atomic uint64_t *e = set + (size_t)way * c->words;
-        uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
-        if ((s1 >> 32) != want || (s1 & 1) != 0) {
-            continue;
-        }
-        uint64_t diff = 0;
-        for (size_t k = 0; k < nkw; k++) {
-            diff |= atomic_load_explicit(&e[1 + k], memory_order_relaxed) ^ kw[k];
-        }
-        size_t n = (size_t)(s1 >> 24) & 0xff;
-        int redirect = n == PL__CACHE_REDIRECT;
-        if (redirect) {
-            n = 0;
-        }
-        if (diff != 0 || n > c->ids_max) {
-            continue; /* another key with this tag, or a torn read */
-        }
-        _Atomic uint64_t *iw = e + 1 + c->key_words;
-        for (size_t k = 0; k < (n + 1) / 2; k++) {
-            uint64_t v = atomic_load_explicit(&iw[k], memory_order_relaxed);
-            memcpy(ids + 2 * k, &v, sizeof v); /* ids has room for an even count */
-        }
-        atomic_thread_fence(memory_order_acquire);
-        if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
-            continue; /* a writer changed the entry while we read it */
-        }
-        return redirect ? -2 : (int)n;
-    }
-    return -1;
-}
-
-int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b)
-{
-    uint32_t v = atomic_load_explicit(&c->one[b], memory_order_relaxed);
-    return v == 0 ? -1 : (int)(v - 1);
 }
 
 void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id)
@@ -256,14 +177,14 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_
     if (klen > c->key_max || (n > c->ids_max && n != PL__CACHE_REDIRECT)) {
         return;
     }
-    uint64_t head = head_of(h, klen);
+    uint64_t head = pl__cache_head(h, klen);
     size_t si = (size_t)h & (c->sets - 1);
-    _Atomic uint64_t *set = set_at(c, h);
+    _Atomic uint64_t *set = pl__cache_set(c, h);
     size_t nkw = (klen + 7) / 8;
-    pthread_mutex_t *mu = &c->mu[si % N_LOCKS]; /* one lock per set, as in clear */
+    pthread_mutex_t *mu = &c->mu[si % PL__CACHE_LOCKS]; /* one lock per set, as in clear */
     pthread_mutex_lock(mu);
     int way = -1;
-    for (int w = 0; w < WAYS; w++) {
+    for (int w = 0; w < PL__CACHE_WAYS; w++) {
         /* Relaxed reads are fine here: entries change only under this lock. */
         _Atomic uint64_t *e = set + (size_t)w * c->words;
         uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
@@ -284,7 +205,7 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_
     if (way >= 0) {
         atomic_fetch_add_explicit(&c->filled, 1, memory_order_relaxed);
     } else {
-        way = c->victim[si] % WAYS;
+        way = c->victim[si] % PL__CACHE_WAYS;
         c->victim[si] = (uint8_t)(way + 1);
     }
     entry_write(c, set + (size_t)way * c->words, head, kw, klen, ids, n);
@@ -311,10 +232,10 @@ void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, s
 void pl__tok_cache_clear(pl__tok_cache_t *c)
 {
     for (size_t si = 0; si < c->sets; si++) {
-        pthread_mutex_t *mu = &c->mu[si % N_LOCKS];
+        pthread_mutex_t *mu = &c->mu[si % PL__CACHE_LOCKS];
         pthread_mutex_lock(mu);
-        for (int w = 0; w < WAYS; w++) {
-            _Atomic uint64_t *e = c->w + (si * WAYS + (size_t)w) * c->words;
+        for (int w = 0; w < PL__CACHE_WAYS; w++) {
+            _Atomic uint64_t *e = c->w + (si * PL__CACHE_WAYS + (size_t)w) * c->words;
             if ((atomic_load_explicit(&e[0], memory_order_relaxed) >> 32) != 0) {
                 entry_write(c, e, 0, NULL, 0, NULL, 0);
             }

@@ -6,8 +6,11 @@
 #ifndef PL_TOK_INTERNAL_H
 #define PL_TOK_INTERNAL_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "pipeline/tok.h"
 
@@ -188,23 +191,16 @@ static inline uint64_t pl__tok_hash_words(const uint64_t *kw, size_t klen)
  * for transparent huge pages for it. */
 size_t pl__tok_table_align(size_t bytes);
 void pl__tok_advise_huge(void *p, size_t bytes);
-/* Hints the memory of key's set into the CPU cache (no effect on results). */
-void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h);
 /* A short word whose result has more than PL__CACHE_SHORT_IDS ids lives in the long-word cache;
  * the short cache then holds this count (and no ids) for it, so that a miss in the short cache
  * is final and costs no second lookup. */
 #define PL__CACHE_REDIRECT 255
-/* Copies the cached ids of key into ids (room for the cache's ids_max) and returns their count,
- * -2 for a PL__CACHE_REDIRECT entry, or -1 on a miss. Lock-free; thread-safe. */
-int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
-                      uint32_t *ids);
 /* Stores a result (n = PL__CACHE_REDIRECT: the marker, ids unused); keys or results over the
  * limits are ignored. Thread-safe. */
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n);
 /* The one-byte words: the cached id of the word made of byte b, or -1; and storing it. Lock-free,
  * thread-safe (one atomic word per byte value). */
-int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b);
 void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id);
 /* Adds to the hit/miss counters (callers sum them per call). Thread-safe. */
 void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses);
@@ -212,5 +208,94 @@ void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses);
 void pl__tok_cache_stats(pl__tok_cache_t *c, uint64_t *hits, uint64_t *misses, size_t *entries);
 /* Empties the cache and zeroes its counters. Thread-safe (lookups meanwhile may miss). */
 void pl__tok_cache_clear(pl__tok_cache_t *c);
+
+
+/* The cache's layout and its lookups, inline: they run once per pre-token. tok_cache.c has the
+ * writers and the layout's description. */
+#define PL__CACHE_LOCKS 64
+#define PL__CACHE_WAYS 4
+struct pl__tok_cache_s {
+    _Atomic uint64_t *w;   /* entries, stride/8 words each; huge pages where possible */
+    uint8_t *victim;       /* per set: next way to replace (writers only) */
+    size_t sets;           /* power of two */
+    size_t key_max, ids_max, key_words, stride, words;
+    /* Words of one byte, the most frequent pre-tokens ("," alone is one in eight): byte value ->
+     * id + 1, 0 while not cached. One word per value, so no lock or sequence is needed. */
+    _Atomic uint32_t one[256];
+    pthread_mutex_t mu[PL__CACHE_LOCKS];
+    int n_mu;
+    _Atomic uint64_t hits, misses, filled;
+};
+
+static inline uint64_t pl__cache_head(uint64_t h, size_t klen)
+{
+    /* tag and key length: the part of word 0 a lookup must find (the tag is never 0, so an empty
+     * entry, word 0 == 0 apart from its sequence, never matches) */
+    return (((h >> 20) & 0xffffff) | 1u) << 8 | klen;
+}
+
+static inline _Atomic uint64_t *pl__cache_set(const pl__tok_cache_t *c, uint64_t h)
+{
+    return c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * c->words;
+}
+
+/* Hints the memory of key's set into the CPU cache (no effect on results). */
+static inline void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h)
+{
+    /* The first way only: a word usually sits there (ways fill in order), and prefetching more
+     * lines per word just fills the CPU's miss buffers. */
+    __builtin_prefetch((const void *)pl__cache_set(c, h));
+}
+
+/* Copies the cached ids of key into ids (room for ids_max rounded up to even; on a miss it may
+ * have been written to) and returns their count, -2 for a PL__CACHE_REDIRECT entry, or -1 on a
+ * miss. Lock-free; thread-safe. */
+static inline int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw,
+                                    size_t klen, uint32_t *ids)
+{
+    if (klen > c->key_max) {
+        return -1;
+    }
+    uint64_t want = pl__cache_head(h, klen);
+    _Atomic uint64_t *set = pl__cache_set(c, h);
+    size_t nkw = (klen + 7) / 8;
+    for (int way = 0; way < PL__CACHE_WAYS; way++) {
+        _Atomic uint64_t *e = set + (size_t)way * c->words;
+        uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
+        if ((s1 >> 32) != want || (s1 & 1) != 0) {
+            continue;
+        }
+        uint64_t diff = 0;
+        for (size_t k = 0; k < nkw; k++) {
+            diff |= atomic_load_explicit(&e[1 + k], memory_order_relaxed) ^ kw[k];
+        }
+        size_t n = (size_t)(s1 >> 24) & 0xff;
+        int redirect = n == PL__CACHE_REDIRECT;
+        if (redirect) {
+            n = 0;
+        }
+        if (diff != 0 || n > c->ids_max) {
+            continue; /* another key with this tag, or a torn read */
+        }
+        _Atomic uint64_t *iw = e + 1 + c->key_words;
+        for (size_t k = 0; k < (n + 1) / 2; k++) {
+            uint64_t v = atomic_load_explicit(&iw[k], memory_order_relaxed);
+            memcpy(ids + 2 * k, &v, sizeof v); /* ids has room for an even count */
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
+            continue; /* a writer changed the entry while we read it */
+        }
+        return redirect ? -2 : (int)n;
+    }
+    return -1;
+}
+
+static inline int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b)
+{
+    uint32_t v = atomic_load_explicit(&c->one[b], memory_order_relaxed);
+    return v == 0 ? -1 : (int)(v - 1);
+}
+
 
 #endif
