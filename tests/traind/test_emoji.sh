@@ -23,5 +23,12 @@ TOP1=$(echo "$OUT" | sed 's/.*"top1":\([^,]*\),.*/\1/')
 TOP5=$(echo "$OUT" | sed 's/.*"top5":\([^,]*\),.*/\1/')
 TOK=$("$EVAL" tokens --ckpt "$CK" --store "$W/test" --json 2>/dev/null) || fail "sc-eval tokens"
 MAP=$(echo "$TOK" | sed 's/.*"map":\([^,]*\),.*/\1/')
+# predict: top-5 decoded tokens with probabilities for an image file.
+mkdir -p "$W/img"
+tar -xf "$SHARED/corpus/emoji-twitter-webp/twitter-webp-000000.tar" -C "$W/img" 2>/dev/null
+IMG=$(ls "$W"/img/*.webp | head -1)
+PRED=$("$EVAL" predict --ckpt "$CK" --json -k 5 "$IMG" 2>/dev/null) || fail "sc-eval predict"
+[ "$(echo "$PRED" | grep -o '"token"' | wc -l)" = 5 ] || fail "predict: $PRED"
+echo "$PRED" | grep -q '"p":0\.' || fail "predict scores: $PRED"
 echo "steps $STEPS: loss $FIRST -> $LAST; zero-shot on emoji-twitter-webp top-1 $TOP1 top-5 $TOP5 (chance 0.1 / 0.5); token mAP $MAP"
 awk -v a="$TOP1" 'BEGIN { exit !(a > 0.15) }' || fail "zero-shot top-1 $TOP1 not clearly above chance 0.10"
