@@ -699,6 +699,11 @@ int64_t nn_crunet_opt_step(const nn_crunet_t *m)
     return m->opt_step;
 }
 
+void nn_crunet_set_opt_step(nn_crunet_t *m, int64_t step)
+{
+    m->opt_step = step;
+}
+
 /* ---- init ---------------------------------------------------------------------------------- */
 
 void nn_crunet_init(nn_crunet_t *m, uint64_t seed)

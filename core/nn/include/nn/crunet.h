@@ -145,6 +145,9 @@ void nn_crunet_sgd_step(nn_crunet_t *m, float lr, float momentum, float weight_d
 /* AdamW (nn_adamw_update) over every trainable tensor; increments the step counter. */
 void nn_crunet_adamw_step(nn_crunet_t *m, const nn_adamw_cfg_t *cfg, float lr);
 int64_t nn_crunet_opt_step(const nn_crunet_t *m);
+/* Restores the optimiser step counter (from a checkpoint), so a resumed run continues AdamW's
+ * bias correction exactly. */
+void nn_crunet_set_opt_step(nn_crunet_t *m, int64_t step);
 
 /* Multiply-accumulates of one forward pass (convs + head), counted analytically. */
 double nn_crunet_forward_macs(const nn_crunet_t *m);
