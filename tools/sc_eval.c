@@ -6,8 +6,10 @@
  *   tokens   --ckpt C --store S [-k K]                    precision@k and mAP of the predicted
  *            tokens against each sample's label tokens
  * Common: --json, --limit N (samples from the store, default all), --seed X (distractors),
- * --threads N. The model shape comes from the checkpoint's traind.* metadata; images go through
- * the eval transform (shorter side to the model's size, centre crop), as in training's data path. */
+ * --threads N. The model shape comes from the checkpoint's traind.* metadata (a ViT from its
+ * width/depth/heads/..., a CRU-Net from its preset name, run with the BN running statistics);
+ * images go through the eval transform (shorter side to the model's size, centre crop), as in
+ * training's data path. */
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -21,6 +23,7 @@
 #include "core/rng.h"
 #include "nn/blas.h"
 #include "nn/ckpt.h"
+#include "nn/crunet.h"
 #include "nn/vit.h"
 #include "pipeline/augment.h"
 #include "pipeline/record.h"
@@ -44,7 +47,7 @@ static void usage(FILE *out)
             "          each sample's label tokens\n"
             "\n"
             "options:\n"
-            "  --ckpt FILE      checkpoint from sc-traind (model shape from its metadata)\n"
+            "  --ckpt FILE      checkpoint from sc-traind, ViT or CRU-Net (model from its metadata)\n"
             "  --store DIR      shard store to evaluate on (sc-shard)\n"
             "  --vocab FILE     vocabulary for decoding (default: the one the checkpoint names)\n"
             "  -k K             tokens per image (predict, default 5) / k of precision@k (10)\n"
@@ -64,7 +67,8 @@ typedef struct opts_s {
 } opts_t;
 
 typedef struct model_s {
-    nn_vit_t *m;
+    nn_vit_t *m;       /* a ViT checkpoint, or */
+    nn_crunet_t *cru;  /* a CRU-Net one (inference with the BN running statistics) */
     int S, V;
     float *images;
     pl_tok_t *tok;
@@ -76,6 +80,57 @@ static const char *meta(nn_st_file_t *f, const char *k)
     return v != NULL ? v : "";
 }
 
+/* A CRU-Net checkpoint of sc-traind: rebuilt from its preset name with the SuperClass head; the
+ * weights and buffers (BN running statistics, IDF) are loaded by the model's tensor table. */
+static int load_crunet(const opts_t *o, const char *backbone, int S, int V, model_t *md)
+{
+    nn_crunet_cfg_t cc;
+    char err[512] = "";
+    nn_ckpt_entry_t *e = NULL;
+    int rc = nn_crunet_preset(backbone, S, NN_CRUNET_HEAD_SC, V, EVAL_BATCH, &cc);
+    if (rc < 0) {
+        fprintf(stderr, "sc-eval: %s: CRU-Net backbone '%s' (image %d, vocab %d): %s\n", o->ckpt,
+                backbone, S, V, core_strerror(rc));
+        return rc;
+    }
+    md->S = S;
+    md->V = V;
+    CORE_TRY(nn_crunet_new(&cc, &md->cru));
+    size_t n = nn_crunet_num_tensors(md->cru);
+    e = core_calloc(n ? n : 1, sizeof *e);
+    CORE_FAIL_IF(e == NULL, CORE_ERR(ENOMEM));
+    for (size_t i = 0; i < n; i++) {
+        nn_tensor_t t;
+        CORE_TRY(nn_crunet_tensor(md->cru, i, &t));
+        e[i].name = t.name;
+        e[i].dtype = t.dtype == NN_DTYPE_F64 ? NN_ST_F64 : NN_ST_F32;
+        e[i].rank = t.ndim;
+        for (int d = 0; d < t.ndim && d < NN_ST_MAX_RANK; d++) {
+            e[i].shape[d] = t.shape[d];
+        }
+        e[i].data = t.data;
+    }
+    rc = nn_ckpt_load(o->ckpt, e, n, NN_CKPT_WEIGHTS_ONLY | NN_CKPT_ALLOW_EXTRA, NULL, err,
+                      sizeof err);
+    if (rc < 0) {
+        fprintf(stderr, "sc-eval: %s: %s %s\n", o->ckpt, core_strerror(rc), err);
+    }
+fail:
+    core_free(e);
+    return rc;
+}
+
+/* Inference on md->images: the logits [EVAL_BATCH, V]. */
+static const float *forward(model_t *md)
+{
+    if (md->cru != NULL) {
+        nn_crunet_forward(md->cru, md->images, 0);
+        return nn_crunet_logits(md->cru);
+    }
+    nn_vit_forward(md->m, md->images);
+    return nn_vit_logits(md->m);
+}
+
 static int load_model(const opts_t *o, model_t *md)
 {
     nn_st_file_t *f = NULL;
@@ -85,6 +140,9 @@ static int load_model(const opts_t *o, model_t *md)
         fprintf(stderr, "sc-eval: %s: %s %s\n", o->ckpt, core_strerror(rc), err);
         return rc;
     }
+    char backbone[128];
+    snprintf(backbone, sizeof backbone, "%s", meta(f, "traind.backbone"));
+    int is_cru = strcmp(meta(f, "traind.backbone_kind"), "crunet") == 0;
     nn_vit_cfg_t c = {atoi(meta(f, "traind.image_size")), atoi(meta(f, "traind.patch")),
                       atoi(meta(f, "traind.width")),      atoi(meta(f, "traind.depth")),
                       atoi(meta(f, "traind.heads")),      atoi(meta(f, "traind.mlp_hidden")),
@@ -94,19 +152,22 @@ static int load_model(const opts_t *o, model_t *md)
     char vhash[80];
     snprintf(vhash, sizeof vhash, "%s", meta(f, "traind.vocab_hash"));
     nn_st_close(f);
-    if (nn_vit_cfg_check(&c) < 0) {
+    if (is_cru) {
+        CORE_TRY(load_crunet(o, backbone, c.image_size, c.vocab, md));
+    } else if (nn_vit_cfg_check(&c) < 0) {
         fprintf(stderr, "sc-eval: %s has no sc-traind model metadata (traind.width ...)\n",
                 o->ckpt);
         return CORE_ECONFIG;
-    }
-    md->S = c.image_size;
-    md->V = c.vocab;
-    CORE_TRY(nn_vit_new(&c, &md->m));
-    rc = nn_ckpt_vit_load(o->ckpt, md->m, NN_CKPT_WEIGHTS_ONLY | NN_CKPT_ALLOW_EXTRA, NULL, err,
-                          sizeof err);
-    if (rc < 0) {
-        fprintf(stderr, "sc-eval: %s: %s %s\n", o->ckpt, core_strerror(rc), err);
-        return rc;
+    } else {
+        md->S = c.image_size;
+        md->V = c.vocab;
+        CORE_TRY(nn_vit_new(&c, &md->m));
+        rc = nn_ckpt_vit_load(o->ckpt, md->m, NN_CKPT_WEIGHTS_ONLY | NN_CKPT_ALLOW_EXTRA, NULL,
+                              err, sizeof err);
+        if (rc < 0) {
+            fprintf(stderr, "sc-eval: %s: %s %s\n", o->ckpt, core_strerror(rc), err);
+            return rc;
+        }
     }
     md->images = core_malloc_aligned(64, (size_t)EVAL_BATCH * 3 * (size_t)md->S * (size_t)md->S *
                                              sizeof(float));
@@ -133,6 +194,7 @@ fail:
 static void free_model(model_t *md)
 {
     nn_vit_free(md->m);
+    nn_crunet_free(md->cru);
     core_free_aligned(md->images);
     pl_tok_free(md->tok);
 }
@@ -262,8 +324,7 @@ static int run_store(const opts_t *o, model_t *md, data_t *d)
             memcpy(u8 + j * img, u8, img); /* pad the last batch */
         }
         nn_vit_images_from_u8(md->images, u8, EVAL_BATCH, md->S, md->S);
-        nn_vit_forward(md->m, md->images);
-        memcpy(d->logits + b0 * (size_t)md->V, nn_vit_logits(md->m),
+        memcpy(d->logits + b0 * (size_t)md->V, forward(md),
                nb * (size_t)md->V * sizeof(float));
     }
     rc = 0;
@@ -508,8 +569,7 @@ static int cmd_predict(const opts_t *o, model_t *md, int n, char **files)
             break;
         }
         nn_vit_images_from_u8(md->images, u8, EVAL_BATCH, md->S, md->S);
-        nn_vit_forward(md->m, md->images);
-        const float *z = nn_vit_logits(md->m);
+        const float *z = forward(md);
         double norm = lse(z, md->V);
         topk(md, z, k, ids);
         json_t *toks = json_array();

@@ -11,6 +11,8 @@
 #include <stdint.h>
 
 #include "core/cfg.h"
+#include "nn/ckpt.h"
+#include "nn/crunet.h"
 #include "nn/vit.h"
 
 /* ---- config (traind_cfg.c) ------------------------------------------------------------------ */
@@ -66,6 +68,44 @@ int traind__backbone(const char *name, int image_size, int vocab, int batch, nn_
 /* Total optimisation steps from steps/samples. */
 uint64_t traind__cfg_total_steps(const traind_cfg_t *c);
 
+/* ---- backbone (traind_model.c) --------------------------------------------------------------- */
+/* A ViT or a CRU-Net (SuperClass head); exactly one pointer is set once built. Used by the
+ * training thread only. */
+typedef struct traind_model_s {
+    int is_cru;
+    nn_vit_t *vit;
+    nn_crunet_t *cru;
+    nn_vit_cfg_t vc; /* ViT only (its shape goes into the checkpoint metadata) */
+} traind_model_t;
+
+/* The config of a backbone name: a CRU-Net preset (nn_crunet_preset, *is_cru = 1, *cc) or a ViT
+ * (traind__backbone, *is_cru = 0, *vc). Returns 0, CORE_ENOT_FOUND or CORE_ECONFIG. */
+int traind__model_cfg(const char *name, int image_size, int vocab, int batch, int *is_cru,
+                      nn_vit_cfg_t *vc, nn_crunet_cfg_t *cc);
+/* Builds the model (parameters zero). Errors as traind__model_cfg plus CORE_ERR(ENOMEM); on
+ * error nothing is held. */
+int traind__model_new(const char *name, int image_size, int vocab, int batch, traind_model_t *out);
+void traind__model_free(traind_model_t *m); /* idempotent */
+int traind__model_ok(const traind_model_t *m); /* 1 when built */
+void traind__model_init(traind_model_t *m, uint64_t seed);
+size_t traind__model_num_tensors(const traind_model_t *m);
+int traind__model_tensor(const traind_model_t *m, size_t i, nn_tensor_t *t);
+size_t traind__model_num_params(const traind_model_t *m);
+/* Zeroes the gradients, runs the training forward (CRU-Net: batch statistics, running statistics
+ * updated) and the SuperClass loss (writes dlogits, updates the IDF buffers). Returns the loss
+ * function's code (CORE_ECORRUPT: bad labels). */
+int traind__model_forward_loss(traind_model_t *m, const float *images, const uint32_t *off,
+                               const uint32_t *ids, int use_idf, float *loss);
+void traind__model_backward(traind_model_t *m);
+/* AdamW step (clip_norm honoured for both kinds); increments the optimiser step. */
+void traind__model_step(traind_model_t *m, const nn_adamw_cfg_t *opt, float lr);
+/* nn_ckpt_vit_save / nn_ckpt_vit_load for either kind (same file layout, the optimiser step under
+ * NN_CKPT_META_OPT_STEP). */
+int traind__model_save(const char *path, const traind_model_t *m, const nn_st_meta_t *meta,
+                       size_t n_meta, char *err, size_t errlen);
+int traind__model_load(const char *path, traind_model_t *m, unsigned flags, nn_st_file_t **file_out,
+                       char *err, size_t errlen);
+
 /* ---- data source (traind_data.c) ------------------------------------------------------------ */
 typedef struct traind_slot_s {
     uint8_t *images; /* B*H*W*3 */
@@ -110,7 +150,8 @@ typedef struct traind_state_s {
 
 typedef struct traind_meta_s {
     const char *backbone;
-    nn_vit_cfg_t vit; /* recorded as traind.width/depth/heads/mlp_hidden/patch for sc-eval */
+    int is_cru;       /* recorded as traind.backbone_kind = "crunet" or "vit" */
+    nn_vit_cfg_t vit; /* ViT: recorded as traind.width/depth/heads/mlp_hidden/patch for sc-eval */
     int image_size;
     int vocab_size;
     const char *vocab_hash;
@@ -124,16 +165,16 @@ typedef struct traind_meta_s {
  * lock until closed. */
 int traind__ckpt_lock(const traind_cfg_t *cfg, int *fd_out);
 /* Writes <dir>/ckpt-<step>-<seq>.safetensors atomically, then applies retention. */
-int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_meta_t *meta,
-                      const traind_state_t *st, char *path_out, size_t path_cap);
+int traind__ckpt_save(const traind_cfg_t *cfg, const traind_model_t *m,
+                      const traind_meta_t *meta, const traind_state_t *st, char *path_out, size_t path_cap);
 /* Loads the newest valid checkpoint of the directory into m (damaged ones, and ones that do not
  * fit the model, are reported and skipped). Returns 1 when one was loaded (st filled, including the
  * checkpoint's vocabulary hash for the caller to check), 0 when none is valid, <0 on I/O errors.
  * After 0 the model's contents are unspecified (re-initialise it). */
-int traind__ckpt_resume(const traind_cfg_t *cfg, nn_vit_t *m, const traind_meta_t *meta,
+int traind__ckpt_resume(const traind_cfg_t *cfg, traind_model_t *m, const traind_meta_t *meta,
                         traind_state_t *st, char *path_out, size_t path_cap);
 /* CRC32C over every tensor's data and moments (the integrity check stored in the metadata). */
-uint32_t traind__ckpt_crc(const nn_vit_t *m);
+uint32_t traind__ckpt_crc(const traind_model_t *m);
 /* The vocabulary size recorded in the newest readable checkpoint (to build the model before the
  * data source is opened at the checkpoint's cursor). Returns 1 and *vocab_size, or 0. */
 int traind__ckpt_peek_vocab(const traind_cfg_t *cfg, int *vocab_size);

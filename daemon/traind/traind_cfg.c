@@ -35,8 +35,10 @@ static const core_cfg_key_t keys[] = {
     K("model", "backbone", CORE_CFG_STRING, model_backbone, 1, 63, "ViT-Ti/16", NULL,
       "Backbone preset: ViT-Ti/16, ViT-S/16, ViT-B/16, ViT-L/16 (patch 16, 14 or 8, e.g. "
       "ViT-Ti/8), or the small ones for tests and quick starts: ViT-Micro/P (width 64, depth 2, "
-      "2 heads), ViT-Mini/P (width 128, depth 4, 2 heads), P = 4, 8, 14 or 16. The SuperClass head "
-      "spans the data's vocabulary."),
+      "2 heads), ViT-Mini/P (width 128, depth 4, 2 heads), P = 4, 8, 14 or 16; or a CRU-Net "
+      "preset (docs/CRUNET.md): crunet56, crunet116, crunet56-136x1d, crunet35c (for 32x32), "
+      "crunet35c-s2 (for 64x64), crunet24-mini, resnext50-32x4d, resnet50, any of them with "
+      "-noshare. The SuperClass head spans the data's vocabulary."),
     K("model", "image_size", CORE_CFG_UINT, model_image_size, 8, 1024, "224", NULL,
       "Input side in pixels (a multiple of the patch size)."),
 
@@ -123,11 +125,16 @@ int traind__cfg_finish(traind_cfg_t *c, char *err, size_t errlen)
         return CORE_ECONFIG;
     }
     nn_vit_cfg_t vc;
-    int rc = traind__backbone(c->model_backbone, (int)c->model_image_size, 512, (int)c->batch, &vc);
+    nn_crunet_cfg_t cc;
+    int is_cru = 0;
+    int rc = traind__model_cfg(c->model_backbone, (int)c->model_image_size, 512, (int)c->batch,
+                               &is_cru, &vc, &cc);
     if (rc < 0) {
         snprintf(err, errlen, "model.backbone '%s' / image_size %llu: %s", c->model_backbone,
                  (unsigned long long)c->model_image_size,
-                 rc == CORE_ENOT_FOUND ? "unknown preset" : "image size not a multiple of the patch");
+                 rc == CORE_ENOT_FOUND ? "unknown preset"
+                 : is_cru              ? "image size too small for this CRU-Net"
+                                       : "image size not a multiple of the patch");
         return CORE_ECONFIG;
     }
     if (c->debug_nonfinite[0] != '\0') {

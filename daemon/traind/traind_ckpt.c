@@ -1,7 +1,7 @@
 /* Checkpoint policy of sc-traind: file names, the run state in the metadata, an integrity CRC,
  * retention (last K + every M-th), and resuming from the newest VALID checkpoint.
  *
- * File: <dir>/ckpt-<step, 12 digits>-<seq, 8 digits>.safetensors, written by nn_ckpt_vit_save
+ * File: <dir>/ckpt-<step, 12 digits>-<seq, 8 digits>.safetensors, written by traind__model_save
  * (temporary file, fsync, rename, directory fsync). safetensors has no checksum of its own, so the
  * metadata carries traind.crc32c over every tensor's bytes (data, then moments) in table order; a
  * file that fails to open, to match the model, or this CRC is reported and the next older one is
@@ -9,9 +9,10 @@
  *   traind.step, traind.seq, traind.epoch, traind.position, traind.skipped, traind.samples,
  *   traind.seed, traind.total_steps, traind.backbone, traind.image_size, traind.vocab_size,
  *   traind.vocab_hash (hex), traind.vocab_path, traind.crc32c (8 hex digits),
- *   traind.lr_position (the schedule's step index: equal to traind.step), and the model's shape
- *   traind.width, traind.depth, traind.heads, traind.mlp_hidden, traind.patch (sc-eval builds the
- *   model from these). */
+ *   traind.lr_position (the schedule's step index: equal to traind.step), traind.backbone_kind
+ *   ("vit" or "crunet"), and for a ViT its shape traind.width, traind.depth, traind.heads,
+ *   traind.mlp_hidden, traind.patch (sc-eval builds the ViT from these, a CRU-Net from the preset
+ *   name traind.backbone). */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -30,13 +31,13 @@
 #include "nn/ckpt.h"
 #include "traind.h"
 
-uint32_t traind__ckpt_crc(const nn_vit_t *m)
+uint32_t traind__ckpt_crc(const traind_model_t *m)
 {
     uint32_t crc = 0;
-    size_t n = nn_vit_num_tensors(m);
+    size_t n = traind__model_num_tensors(m);
     for (size_t i = 0; i < n; i++) {
         nn_tensor_t t;
-        if (nn_vit_tensor(m, i, &t) < 0) {
+        if (traind__model_tensor(m, i, &t) < 0) {
             continue;
         }
         size_t bytes = t.numel * (t.dtype == NN_DTYPE_F64 ? 8 : 4);
@@ -127,8 +128,9 @@ static void retention(const traind_cfg_t *cfg)
     core_free(v);
 }
 
-int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_meta_t *meta,
-                      const traind_state_t *st, char *path_out, size_t path_cap)
+int traind__ckpt_save(const traind_cfg_t *cfg, const traind_model_t *m,
+                      const traind_meta_t *meta, const traind_state_t *st, char *path_out,
+                      size_t path_cap)
 {
     if (mkdir(cfg->ckpt_dir, 0750) != 0 && errno != EEXIST) {
         int e = errno;
@@ -158,11 +160,14 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_m
     KV("traind.image_size", "%d", meta->image_size);
     KV("traind.vocab_size", "%d", meta->vocab_size);
     KV("traind.vocab_hash", "%s", meta->vocab_hash);
-    KV("traind.width", "%d", meta->vit.width);
-    KV("traind.depth", "%d", meta->vit.depth);
-    KV("traind.heads", "%d", meta->vit.heads);
-    KV("traind.mlp_hidden", "%d", meta->vit.mlp_hidden);
-    KV("traind.patch", "%d", meta->vit.patch);
+    KV("traind.backbone_kind", "%s", meta->is_cru ? "crunet" : "vit");
+    if (!meta->is_cru) { /* a CRU-Net is rebuilt from its preset name */
+        KV("traind.width", "%d", meta->vit.width);
+        KV("traind.depth", "%d", meta->vit.depth);
+        KV("traind.heads", "%d", meta->vit.heads);
+        KV("traind.mlp_hidden", "%d", meta->vit.mlp_hidden);
+        KV("traind.patch", "%d", meta->vit.patch);
+    }
     KV("traind.crc32c", "%08x", traind__ckpt_crc(m));
 #undef KV
     kv[k].key = "traind.vocab_path";
@@ -172,7 +177,7 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const nn_vit_t *m, const traind_m
     snprintf(path, sizeof path, "%s/ckpt-%012" PRIu64 "-%08" PRIu64 ".safetensors", cfg->ckpt_dir,
              st->step, st->seq);
     char err[512] = "";
-    int rc = nn_ckpt_vit_save(path, m, kv, k, err, sizeof err);
+    int rc = traind__model_save(path, m, kv, k, err, sizeof err);
     if (rc < 0) {
         core_log_err("checkpoint %s: %s (%s)", path, core_strerror(rc), err);
         return rc;
@@ -198,7 +203,7 @@ static int meta_u64(nn_st_file_t *f, const char *key, uint64_t *out)
     return 0;
 }
 
-int traind__ckpt_resume(const traind_cfg_t *cfg, nn_vit_t *m, const traind_meta_t *meta,
+int traind__ckpt_resume(const traind_cfg_t *cfg, traind_model_t *m, const traind_meta_t *meta,
                         traind_state_t *st, char *path_out, size_t path_cap)
 {
     ck_t *v;
@@ -214,7 +219,7 @@ int traind__ckpt_resume(const traind_cfg_t *cfg, nn_vit_t *m, const traind_meta_
         snprintf(path, sizeof path, "%s/%s", cfg->ckpt_dir, v[i].name);
         char err[512] = "";
         nn_st_file_t *f = NULL;
-        int lr = nn_ckpt_vit_load(path, m, 0, &f, err, sizeof err);
+        int lr = traind__model_load(path, m, 0, &f, err, sizeof err);
         if (lr < 0) {
             core_log_warn("checkpoint %s is damaged or does not fit this model (%s: %s); "
                           "skipping it",

@@ -1,5 +1,5 @@
 /* sc-traind: the SuperClass trainer daemon. Pulls batches from sc-datad (or a local store), trains
- * a ViT with the SuperClass head (online-IDF loss, AdamW, warm-up + cosine schedule), checkpoints
+ * a ViT or a CRU-Net (traind_model.c) with the SuperClass head (online-IDF loss, AdamW, warm-up + cosine schedule), checkpoints
  * on a schedule and resumes exactly (weights, moments, IDF statistics, step, schedule position,
  * data cursor; the data order and augmentation are pure functions of seed and cursor, so no other
  * RNG state exists). See docs/TRAIND.md.
@@ -55,6 +55,11 @@ static void usage(FILE *out)
             "store read in-process (--store DIR = --set data.store=DIR). Checkpoints go to\n"
             "checkpoint.dir; on start the newest valid one is resumed.\n"
             "\n"
+            "Backbones (model.backbone): ViT-Ti/16, ViT-S/16, ViT-B/16, ViT-L/16 (patch 16, 14\n"
+            "or 8), ViT-Micro/P, ViT-Mini/P; CRU-Net presets crunet56, crunet116,\n"
+            "crunet56-136x1d, crunet35c (32x32), crunet35c-s2 (64x64), crunet24-mini,\n"
+            "resnext50-32x4d, resnet50 (each also as NAME-noshare). All with the SuperClass head.\n"
+            "\n"
             "  --config FILE    INI config (default /etc/superclass/traind.conf if present)\n"
             "  --set K=V        override one key, e.g. --set train.steps=500 (repeatable)\n"
             "  --store DIR      read this shard store directly instead of the data socket\n"
@@ -68,7 +73,7 @@ static void usage(FILE *out)
 
 typedef struct run_s {
     traind_cfg_t *cfg;
-    nn_vit_t *m;
+    traind_model_t m;
     traind_data_t *data;
     traind_ctl_t *ctl;
     traind_status_t status;
@@ -77,9 +82,12 @@ typedef struct run_s {
     char vocab_hash[65];
     char vocab_path[4096];
     float *images;
-    double *idf_backup;
-    nn_tensor_t idf_t[2];
-    size_t idf_bytes[2];
+    /* Copies of every buffer (IDF statistics; a CRU-Net's BN running statistics) taken before each
+     * forward, so a skipped step leaves no trace. */
+    uint8_t *buf_backup;
+    void **buf_ptr;
+    size_t *buf_bytes;
+    size_t n_buf;
     uint64_t ckpts;
 } run_t;
 
@@ -87,7 +95,7 @@ static int save(run_t *r)
 {
     char path[4200];
     r->st.seq++;
-    int rc = traind__ckpt_save(r->cfg, r->m, &r->meta, &r->st, path, sizeof path);
+    int rc = traind__ckpt_save(r->cfg, &r->m, &r->meta, &r->st, path, sizeof path);
     if (rc < 0) {
         r->st.seq--;
         return rc;
@@ -109,45 +117,59 @@ static void set_state(run_t *r, const char *s)
     pthread_mutex_unlock(&r->status.mu);
 }
 
-static int find_idf(run_t *r)
+static void free_buffers(run_t *r)
 {
-    size_t n = nn_vit_num_tensors(r->m), k = 0, total = 0;
-    for (size_t i = 0; i < n && k < 2; i++) {
+    core_free(r->buf_backup);
+    core_free(r->buf_ptr);
+    core_free(r->buf_bytes);
+    r->buf_backup = NULL;
+    r->buf_ptr = NULL;
+    r->buf_bytes = NULL;
+    r->n_buf = 0;
+}
+
+static int find_buffers(run_t *r)
+{
+    size_t n = traind__model_num_tensors(&r->m), k = 0, total = 0;
+    r->buf_ptr = core_calloc(n + 1, sizeof *r->buf_ptr);
+    r->buf_bytes = core_calloc(n + 1, sizeof *r->buf_bytes);
+    if (r->buf_ptr == NULL || r->buf_bytes == NULL) {
+        return CORE_ERR(ENOMEM);
+    }
+    for (size_t i = 0; i < n; i++) {
         nn_tensor_t t;
-        if (nn_vit_tensor(r->m, i, &t) == 0 && t.is_buffer) {
-            r->idf_t[k] = t;
-            r->idf_bytes[k] = t.numel * sizeof(double);
-            total += r->idf_bytes[k];
+        if (traind__model_tensor(&r->m, i, &t) == 0 && t.is_buffer) {
+            r->buf_ptr[k] = t.data;
+            r->buf_bytes[k] = t.numel * (t.dtype == NN_DTYPE_F64 ? sizeof(double) : sizeof(float));
+            total += r->buf_bytes[k];
             k++;
         }
     }
-    r->idf_backup = core_malloc(total > 0 ? total : 1);
-    return r->idf_backup != NULL ? 0 : CORE_ERR(ENOMEM);
+    r->n_buf = k;
+    r->buf_backup = core_malloc(total > 0 ? total : 1);
+    return r->buf_backup != NULL ? 0 : CORE_ERR(ENOMEM);
 }
 
-static void idf_copy(run_t *r, int restore)
+static void buffers_copy(run_t *r, int restore)
 {
-    uint8_t *p = (uint8_t *)r->idf_backup;
-    for (int k = 0; k < 2; k++) {
-        if (r->idf_bytes[k] == 0) {
-            continue;
-        }
+    uint8_t *p = r->buf_backup;
+    for (size_t k = 0; k < r->n_buf; k++) {
         if (restore) {
-            memcpy(r->idf_t[k].data, p, r->idf_bytes[k]);
+            memcpy(r->buf_ptr[k], p, r->buf_bytes[k]);
         } else {
-            memcpy(p, r->idf_t[k].data, r->idf_bytes[k]);
+            memcpy(p, r->buf_ptr[k], r->buf_bytes[k]);
         }
-        p += r->idf_bytes[k];
+        p += r->buf_bytes[k];
     }
 }
 
-static double grad_sumsq(const nn_vit_t *m)
+static double grad_sumsq(const traind_model_t *m)
 {
     double s = 0;
-    size_t n = nn_vit_num_tensors(m);
+    size_t n = traind__model_num_tensors(m);
     for (size_t i = 0; i < n; i++) {
         nn_tensor_t t;
-        if (nn_vit_tensor(m, i, &t) == 0 && t.grad != NULL) {
+        if (traind__model_tensor(m, i, &t) == 0 && t.grad != NULL) {
             s += nn_sumsq(t.grad, t.numel);
         }
     }
@@ -156,22 +178,21 @@ static double grad_sumsq(const nn_vit_t *m)
 
 static int build_model(run_t *r, int vocab)
 {
-    nn_vit_cfg_t vc;
-    int rc = traind__backbone(r->cfg->model_backbone, (int)r->cfg->model_image_size, vocab,
-                              (int)r->cfg->batch, &vc);
-    if (rc == 0) {
-        rc = nn_vit_new(&vc, &r->m);
-    }
+    int rc = traind__model_new(r->cfg->model_backbone, (int)r->cfg->model_image_size, vocab,
+                               (int)r->cfg->batch, &r->m);
     if (rc < 0) {
         core_log_err("model %s (image %llu, vocab %d, batch %llu): %s", r->cfg->model_backbone,
                      (unsigned long long)r->cfg->model_image_size, vocab,
                      (unsigned long long)r->cfg->batch, core_strerror(rc));
         return rc;
     }
-    r->meta.vit = vc;
-    core_log_info("model %s: %zu parameters, image %d, vocab %d, batch %d",
-                  r->cfg->model_backbone, nn_vit_num_params(r->m), vc.image_size, vocab, vc.batch);
-    return find_idf(r);
+    r->meta.is_cru = r->m.is_cru;
+    r->meta.vit = r->m.vc;
+    core_log_info("model %s (%s): %zu parameters, image %d, vocab %d, batch %d",
+                  r->cfg->model_backbone, r->m.is_cru ? "CRU-Net" : "ViT",
+                  traind__model_num_params(&r->m), (int)r->cfg->model_image_size, vocab,
+                  (int)r->cfg->batch);
+    return find_buffers(r);
 }
 
 static int train(run_t *r)
@@ -232,25 +253,24 @@ static int train(run_t *r)
         if (nf_count > 0 && r->st.step >= nf_from && r->st.step < nf_from + nf_count) {
             r->images[0] = NAN; /* test hook: a NaN input poisons the loss and every gradient */
         }
-        idf_copy(r, 0);
-        nn_vit_zero_grad(r->m);
-        nn_vit_forward(r->m, r->images);
+        buffers_copy(r, 0);
         float loss = 0;
-        int lrc = nn_vit_loss(r->m, slot->off, slot->ids, cfg->idf, &loss);
+        int lrc = traind__model_forward_loss(&r->m, r->images, slot->off, slot->ids, cfg->idf,
+                                             &loss);
         uint64_t cur_e = slot->epoch, cur_p = slot->position;
         traind__data_release(r->data);
         int finite = lrc == 0 && isfinite(loss);
         double gss = 0;
         if (finite) {
-            nn_vit_backward(r->m);
-            gss = grad_sumsq(r->m);
+            traind__model_backward(&r->m);
+            gss = grad_sumsq(&r->m);
             finite = isfinite(gss);
         }
         float lr = nn_lr_schedule((float)cfg->lr, (int64_t)cfg->warmup, (int64_t)total,
                                   (int64_t)r->st.step);
         double gnorm = sqrt(gss);
         if (!finite) {
-            idf_copy(r, 1); /* a skipped step leaves no trace, IDF counts included */
+            buffers_copy(r, 1); /* a skipped step leaves no trace: IDF counts, BN statistics */
             r->st.skipped++;
             in_row++;
             core_log_warn("step %" PRIu64 ": %s (loss %g, gradient sum of squares %g); step "
@@ -267,7 +287,7 @@ static int train(run_t *r)
             }
         } else {
             in_row = 0;
-            nn_vit_adamw_step(r->m, &opt, lr, NULL);
+            traind__model_step(&r->m, &opt, lr);
             iv_loss += loss;
             iv_loss_n++;
         }
@@ -394,7 +414,7 @@ static int run(traind_cfg_t *cfg)
     CORE_TRY(traind__ckpt_lock(cfg, &lock_fd));
     if (cfg->ckpt_resume && traind__ckpt_peek_vocab(cfg, &vocab)) {
         CORE_TRY(build_model(&r, vocab));
-        rc = traind__ckpt_resume(cfg, r.m, &r.meta, &r.st, ck_path, sizeof ck_path);
+        rc = traind__ckpt_resume(cfg, &r.m, &r.meta, &r.st, ck_path, sizeof ck_path);
         if (rc < 0) {
             goto fail;
         }
@@ -425,7 +445,7 @@ static int run(traind_cfg_t *cfg)
     core_log_info("data: %s, %" PRIu64 " records, vocabulary %u ids (hash %.16s...)",
                   cfg->data_store[0] ? cfg->data_store : cfg->data_socket, info.records,
                   info.vocab_size, info.vocab_hash);
-    if (r.m != NULL && (int)info.vocab_size != vocab) {
+    if (traind__model_ok(&r.m) && (int)info.vocab_size != vocab) {
         if (resumed) {
             core_log_err("the checkpoint's vocabulary has %d ids, the data's %u: refusing to "
                          "resume (point checkpoint.dir elsewhere for a new run)",
@@ -433,10 +453,8 @@ static int run(traind_cfg_t *cfg)
             rc = CORE_EMISMATCH;
             goto fail;
         }
-        nn_vit_free(r.m);
-        r.m = NULL;
-        core_free(r.idf_backup);
-        r.idf_backup = NULL;
+        traind__model_free(&r.m);
+        free_buffers(&r);
     }
     if (resumed && strcmp(r.st.vocab_hash, info.vocab_hash) != 0) {
         core_log_err("checkpoint %s was trained with vocabulary %s but the data has %s: "
@@ -446,11 +464,11 @@ static int run(traind_cfg_t *cfg)
         goto fail;
     }
     r.meta.vocab_size = (int)info.vocab_size;
-    if (r.m == NULL) {
+    if (!traind__model_ok(&r.m)) {
         CORE_TRY(build_model(&r, (int)info.vocab_size));
     }
     if (!resumed) {
-        nn_vit_init(r.m, cfg->seed);
+        traind__model_init(&r.m, cfg->seed);
         core_log_info("new run: initialised from seed %llu", (unsigned long long)cfg->seed);
     }
     if (cfg->control_socket[0] != '\0') {
@@ -464,8 +482,8 @@ static int run(traind_cfg_t *cfg)
 fail:
     traind__ctl_stop(r.ctl);
     traind__data_close(r.data);
-    nn_vit_free(r.m);
-    core_free(r.idf_backup);
+    traind__model_free(&r.m);
+    free_buffers(&r);
     core_free_aligned(r.images);
     pthread_mutex_destroy(&r.status.mu);
     if (lock_fd >= 0) {
