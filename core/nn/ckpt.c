@@ -277,12 +277,11 @@ int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out)
     return 0;
 }
 
-int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta, size_t n_meta,
-                     char *err, size_t errlen)
+int nn_ckpt_save_with_step(const char *path, const nn_ckpt_entry_t *e, size_t n,
+                           int64_t opt_step, const nn_st_meta_t *meta, size_t n_meta, char *err,
+                           size_t errlen)
 {
     int rc = 0;
-    nn_ckpt_entry_t *e = NULL;
-    size_t n = 0;
     char step[32];
     nn_st_meta_t *all = core_calloc(n_meta + 1, sizeof *all);
     CORE_FAIL_IF(all == NULL, CORE_ERR(ENOMEM));
@@ -295,27 +294,22 @@ int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *me
         }
         all[i] = meta[i];
     }
-    snprintf(step, sizeof step, "%" PRId64, nn_vit_opt_step(m));
+    snprintf(step, sizeof step, "%" PRId64, opt_step);
     all[n_meta] = (nn_st_meta_t){NN_CKPT_META_OPT_STEP, step};
-    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
     rc = nn_ckpt_save(path, e, n, all, n_meta + 1, err, errlen);
 fail:
-    core_free(e);
     core_free(all);
     return rc;
 }
 
-int nn_ckpt_vit_load(const char *path, nn_vit_t *m, unsigned flags, nn_st_file_t **file_out,
-                     char *err, size_t errlen)
+int nn_ckpt_load_with_step(const char *path, const nn_ckpt_entry_t *e, size_t n, unsigned flags,
+                           int64_t *opt_step, nn_st_file_t **file_out, char *err, size_t errlen)
 {
     int rc = 0;
-    nn_ckpt_entry_t *e = NULL;
-    size_t n = 0;
     nn_st_file_t *f = NULL;
     if (file_out != NULL) {
         *file_out = NULL;
     }
-    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
     /* Check everything, the step included, before the model is touched. */
     CORE_TRY(nn_st_open(path, NULL, &f, err, errlen));
     CORE_TRY(nn_ckpt_check(f, e, n, flags, err, errlen));
@@ -337,10 +331,37 @@ int nn_ckpt_vit_load(const char *path, nn_vit_t *m, unsigned flags, nn_st_file_t
     f = NULL;
     CORE_TRY(nn_ckpt_load(path, e, n, flags, file_out, err, errlen));
     if (!(flags & NN_CKPT_WEIGHTS_ONLY)) {
-        nn_vit_set_opt_step(m, step);
+        *opt_step = step;
     }
 fail:
     nn_st_close(f);
+    return rc;
+}
+
+int nn_ckpt_vit_save(const char *path, const nn_vit_t *m, const nn_st_meta_t *meta, size_t n_meta,
+                     char *err, size_t errlen)
+{
+    int rc = 0;
+    nn_ckpt_entry_t *e = NULL;
+    size_t n = 0;
+    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
+    rc = nn_ckpt_save_with_step(path, e, n, nn_vit_opt_step(m), meta, n_meta, err, errlen);
+fail:
+    core_free(e);
+    return rc;
+}
+
+int nn_ckpt_vit_load(const char *path, nn_vit_t *m, unsigned flags, nn_st_file_t **file_out,
+                     char *err, size_t errlen)
+{
+    int rc = 0;
+    nn_ckpt_entry_t *e = NULL;
+    size_t n = 0;
+    int64_t step = nn_vit_opt_step(m);
+    CORE_TRY(nn_ckpt_vit_entries(m, &e, &n));
+    CORE_TRY(nn_ckpt_load_with_step(path, e, n, flags, &step, file_out, err, errlen));
+    nn_vit_set_opt_step(m, step);
+fail:
     core_free(e);
     return rc;
 }

@@ -174,17 +174,11 @@ int traind__model_save(const char *path, const traind_model_t *m, const nn_st_me
     int rc = 0;
     nn_ckpt_entry_t *e = NULL;
     size_t n = 0;
-    char step[32];
-    nn_st_meta_t *all = core_calloc(n_meta + 1, sizeof *all);
-    CORE_FAIL_IF(all == NULL, CORE_ERR(ENOMEM));
-    memcpy(all, meta, n_meta * sizeof *all);
-    snprintf(step, sizeof step, "%" PRId64, nn_crunet_opt_step(m->cru));
-    all[n_meta] = (nn_st_meta_t){NN_CKPT_META_OPT_STEP, step};
     CORE_TRY(entries(m, &e, &n));
-    rc = nn_ckpt_save(path, e, n, all, n_meta + 1, err, errlen);
+    rc = nn_ckpt_save_with_step(path, e, n, nn_crunet_opt_step(m->cru), meta, n_meta, err,
+                                errlen);
 fail:
     core_free(e);
-    core_free(all);
     return rc;
 }
 
@@ -197,34 +191,11 @@ int traind__model_load(const char *path, traind_model_t *m, unsigned flags, nn_s
     int rc = 0;
     nn_ckpt_entry_t *e = NULL;
     size_t n = 0;
-    nn_st_file_t *f = NULL;
-    if (file_out != NULL) {
-        *file_out = NULL;
-    }
+    int64_t step = nn_crunet_opt_step(m->cru);
     CORE_TRY(entries(m, &e, &n));
-    /* Everything, the optimiser step included, is checked before the model is touched. */
-    CORE_TRY(nn_st_open(path, NULL, &f, err, errlen));
-    CORE_TRY(nn_ckpt_check(f, e, n, flags, err, errlen));
-    int64_t step = 0;
-    if (!(flags & NN_CKPT_WEIGHTS_ONLY)) {
-        const char *s = nn_st_meta_get(f, NN_CKPT_META_OPT_STEP);
-        char *end = NULL;
-        long long v = s != NULL ? strtoll(s, &end, 10) : -1;
-        if (s == NULL || end == s || *end != '\0' || v < 0) {
-            snprintf(err, errlen, "metadata \"%s\" missing or invalid: cannot resume AdamW",
-                     NN_CKPT_META_OPT_STEP);
-            CORE_FAIL_IF(1, s == NULL ? CORE_ENOT_FOUND : CORE_ECORRUPT);
-        }
-        step = (int64_t)v;
-    }
-    nn_st_close(f);
-    f = NULL;
-    CORE_TRY(nn_ckpt_load(path, e, n, flags, file_out, err, errlen));
-    if (!(flags & NN_CKPT_WEIGHTS_ONLY)) {
-        nn_crunet_set_opt_step(m->cru, step);
-    }
+    CORE_TRY(nn_ckpt_load_with_step(path, e, n, flags, &step, file_out, err, errlen));
+    nn_crunet_set_opt_step(m->cru, step);
 fail:
-    nn_st_close(f);
     core_free(e);
     return rc;
 }

@@ -84,6 +84,20 @@ int nn_ckpt_check(const nn_st_file_t *f, const nn_ckpt_entry_t *entries, size_t 
  * and pointers are borrowed from the model. Returns 0 or CORE_ERR(ENOMEM). */
 int nn_ckpt_vit_entries(const nn_vit_t *m, nn_ckpt_entry_t **out, size_t *n_out);
 
+/* Saves entries plus the caller's metadata, with the AdamW step counter under
+ * NN_CKPT_META_OPT_STEP (a reserved key: CORE_ECONFIG when the caller passes it). Works for any
+ * model that can list its entries. Errors as nn_ckpt_save. */
+int nn_ckpt_save_with_step(const char *path, const nn_ckpt_entry_t *e, size_t n,
+                           int64_t opt_step, const nn_st_meta_t *meta, size_t n_meta, char *err,
+                           size_t errlen);
+
+/* Loads `path` into the entries with nn_ckpt_load's checks and flags. Unless
+ * NN_CKPT_WEIGHTS_ONLY, the file must hold NN_CKPT_META_OPT_STEP (else CORE_ENOT_FOUND or
+ * CORE_ECORRUPT, nothing touched) and *opt_step receives it; with NN_CKPT_WEIGHTS_ONLY *opt_step
+ * is left as it is. file_out as in nn_ckpt_load. */
+int nn_ckpt_load_with_step(const char *path, const nn_ckpt_entry_t *e, size_t n, unsigned flags,
+                           int64_t *opt_step, nn_st_file_t **file_out, char *err, size_t errlen);
+
 /* Saves the whole training state of `m` (weights, moments, IDF buffers, the AdamW step under
  * NN_CKPT_META_OPT_STEP) plus the caller's metadata (config, schedule position, RNG state, data
  * cursor ...; the key NN_CKPT_META_OPT_STEP is reserved as well). Errors as nn_ckpt_save. */
