@@ -51,7 +51,8 @@ static void cmp_any(report_t *r, const char *name, const void *got, int got_f64,
     }
     cmp_row_t *c = &r->rows[r->n++];
     memset(c, 0, sizeof *c);
-    snprintf(c->name, sizeof c->name, "%s", name);
+    int name_len = snprintf(c->name, sizeof c->name, "%s", name);
+    T_ASSERT(name_len >= 0 && (size_t)name_len < sizeof c->name);
     double se = 0, sr = 0, worst_excess = -1;
     for (size_t i = 0; i < n; i++) {
         double a, b;
