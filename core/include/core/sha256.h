@@ -1,4 +1,4 @@
-/* SHA-256 over byte buffers (libmd underneath), with a hex helper. Thread-safe. */
+/* SHA-256 over byte buffers (Nettle underneath), with a hex helper. Thread-safe. */
 #ifndef CORE_SHA256_H
 #define CORE_SHA256_H
 
@@ -9,7 +9,7 @@
 #define CORE_SHA256_HEX_LEN 65 /* 64 hex digits + NUL */
 
 typedef struct core_sha256_s {
-    uint64_t opaque[32]; /* large enough for libmd's SHA2_CTX; checked at compile time */
+    uint64_t opaque[32]; /* large enough for Nettle's sha256_ctx; checked at compile time */
 } core_sha256_t;
 
 void core_sha256_init(core_sha256_t *h);
