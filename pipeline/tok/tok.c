@@ -236,45 +236,19 @@ static int piece_cb(void *ud, const char *piece, size_t len)
     return add_piece(ud, (const uint8_t *)piece, len);
 }
 
-/* --- the ASCII fast path --- */
+/* --- the fast path: pre-tokenising the lowercase that pl__tok_fast_lower wrote --- */
 
-#define ASCII_MAX 4096 /* texts up to this many bytes take the fused path */
+#define FAST_MAX 4096 /* texts up to this many bytes try the fast path */
+/* Room for its lowercase: a mapping at most makes 2 bytes 3 (U+0130 -> "i" U+0307) */
+#define FAST_CAP (FAST_MAX / 2 * 3 + 16)
 
-/* Copies s lowercased into o (room for len rounded up to 8, plus 8) and tells whether s is pure
- * ASCII without '&': such text needs no NFC and no html unescape, so cleaning is only strip,
- * whitespace collapse and ASCII lowercase. Eight bytes at a time. */
-static int ascii_lower(const uint8_t *s, size_t len, uint8_t *o)
-{
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    uint64_t acc = 0, amp = 0;
-    for (size_t i = 0; i < len; i += 8) {
-        uint64_t w = 0;
-        if (len - i >= 8) {
-            memcpy(&w, s + i, 8); /* a fixed-size copy is one load */
-        } else {
-            memcpy(&w, s + i, len - i);
-        }
-        acc |= w;
-        uint64_t x = w ^ (ones * '&');
-        amp |= (x - ones) & ~x & highs; /* non-zero iff some byte is '&' */
-        /* 'A'..'Z' -> +32; exact for bytes < 0x80 (no carries between bytes) */
-        uint64_t ge_a = w + ones * (0x80 - 'A');
-        uint64_t gt_z = w + ones * (0x80 - 'Z' - 1);
-        w |= (ge_a & ~gt_z & highs) >> 2;
-        memcpy(o + i, &w, 8);
-    }
-    memset(o + ((len + 7) & ~(size_t)7), 0, 8); /* key words may read a word past the end */
-    return (acc & highs) == 0 && amp == 0;
-}
-
-enum { A_SEP = 0, A_LETTER = 1, A_DIGIT = 2, A_OTHER = 3 };
-
-/* Class of a lowercased ASCII byte: Python's str.isspace separators, then the pattern's classes. */
-static const uint8_t a_cls[128] = {
-#define S A_SEP
-#define L A_LETTER
-#define D A_DIGIT
-#define O A_OTHER
+/* Class of a lowercased ASCII byte: Python's str.isspace separators (including U+001C..U+001F,
+ * which the full chain turns into spaces), then the pattern's classes. */
+static const uint8_t f_cls[128] = {
+#define S PL__CLS_SPACE
+#define L PL__CLS_LETTER
+#define D PL__CLS_NUMBER
+#define O PL__CLS_OTHER
     O, O, O, O, O, O, O, O, O, S, S, S, S, S, O, O, /* 0x00 */
     O, O, O, O, O, O, O, O, O, O, O, O, S, S, S, S, /* 0x10 */
     S, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, /* 0x20 */
@@ -289,43 +263,100 @@ static const uint8_t a_cls[128] = {
 #undef O
 };
 
-/* Pre-tokenisation of lowercased ASCII, straight on the raw text: the pattern never matches
- * across whitespace, so splitting at every str.isspace byte gives the pieces of the collapsed,
- * stripped text. The literal alternatives are tried first, as in tok_pretok.c. */
-static int ascii_pieces(enc_t *e, const uint8_t *s, size_t len)
+/* Class of the code point at s[*i] (valid UTF-8, at least 0x80), advancing *i; str.isspace
+ * characters count as PL__CLS_SPACE. */
+static inline int cp_class(const uint8_t *s, size_t len, size_t *i)
+{
+    uint32_t cp = 0;
+    (void)pl__utf8_next_inl(s, len, i, &cp); /* pl__tok_fast_lower validated the text */
+    uint8_t p = pl__uni_props(cp);
+    return (p & PL__BMP_PYSPACE) != 0 ? PL__CLS_SPACE : p & PL__BMP_CLASS;
+}
+
+/* Length of the literal `lit` (lowercase ASCII) at s[i] in lowercased text, or 0. Under
+ * IGNORECASE the regex module also matches U+017F (long s) for 's' (tok_pretok.c); uppercase
+ * cannot occur here. */
+static size_t lit_at(const uint8_t *s, size_t len, size_t i, const char *lit)
+{
+    size_t p = i;
+    for (const char *l = lit; *l != '\0'; l++) {
+        if (p < len && s[p] == (uint8_t)*l) {
+            p++;
+        } else if (*l == 's' && len - p >= 2 && s[p] == 0xC5 && s[p + 1] == 0xBF) {
+            p += 2;
+        } else {
+            return 0;
+        }
+    }
+    return p - i;
+}
+
+/* Length of a contraction ('s 't 're 've 'm 'll 'd) at s[i] == '\'', or 0. */
+static inline size_t contraction_at(const uint8_t *s, size_t len, size_t i)
+{
+    if (len - i < 2) {
+        return 0;
+    }
+    uint8_t d = s[i + 1];
+    if (d == 's' || d == 't' || d == 'm' || d == 'd') {
+        return 2;
+    }
+    if (len - i < 3) {
+        return 0;
+    }
+    uint8_t f = s[i + 2];
+    if ((d == 'r' && f == 'e') || (d == 'v' && f == 'e') || (d == 'l' && f == 'l') ||
+        (d == 0xC5 && f == 0xBF)) {
+        return 3;
+    }
+    return 0;
+}
+
+/* Pre-tokenisation of the lowercase text (what tok_pretok.c does on the cleaned text): every
+ * str.isspace character separates, so the uncollapsed text gives the same pieces. At each start
+ * the literal alternatives are tried first; letter and "other" runs are greedy, numbers single
+ * code points, and a class-less code point (U+0345) is skipped like whitespace. */
+static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
 {
     size_t i = 0;
     while (i < len) {
+        size_t start = i;
         uint8_t c = s[i];
-        int cls = a_cls[c];
-        if (cls == A_SEP) {
+        int cls;
+        if (c < 0x80) {
+            cls = f_cls[c];
             i++;
+        } else {
+            cls = cp_class(s, len, &i);
+        }
+        if (cls == PL__CLS_SPACE || cls == PL__CLS_NONE) {
             continue;
         }
-        size_t start = i, m = 0;
-        if (c == '\'' && i + 1 < len) {
-            uint8_t d = s[i + 1];
-            if (d == 's' || d == 't' || d == 'm' || d == 'd') {
-                m = 2;
-            } else if (i + 2 < len && ((d == 'r' && s[i + 2] == 'e') ||
-                                       (d == 'v' && s[i + 2] == 'e') ||
-                                       (d == 'l' && s[i + 2] == 'l'))) {
-                m = 3;
-            }
+        size_t m = 0;
+        if (c == '\'') {
+            m = contraction_at(s, len, start);
         } else if (c == '<') {
-            if (len - i >= 15 && memcmp(s + i, "<start_of_text>", 15) == 0) {
-                m = 15;
-            } else if (len - i >= 13 && memcmp(s + i, "<end_of_text>", 13) == 0) {
-                m = 13;
+            m = lit_at(s, len, start, "<start_of_text>");
+            if (m == 0) {
+                m = lit_at(s, len, start, "<end_of_text>");
             }
         }
         if (m > 0) {
-            i += m;
-        } else {
-            i++;
-            if (cls != A_DIGIT) {
-                while (i < len && a_cls[s[i]] == cls) {
+            i = start + m;
+        } else if (cls != PL__CLS_NUMBER) {
+            while (i < len) {
+                uint8_t d = s[i];
+                if (d < 0x80) {
+                    if (f_cls[d] != cls) {
+                        break;
+                    }
                     i++;
+                } else {
+                    size_t q = i;
+                    if (cp_class(s, len, &q) != cls) {
+                        break;
+                    }
+                    i = q;
                 }
             }
         }
@@ -344,12 +375,14 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     e->nb = 0;
     e->hit_short = e->hit_long = e->miss = 0;
     int rc;
-    uint8_t low[ASCII_MAX + 16];
+    uint8_t low[FAST_CAP + 8];
+    size_t low_len;
     char *clean = NULL;
     char buf[4096]; /* captions up to ~1 KiB clean without allocating */
-    if (len <= ASCII_MAX && ascii_lower((const uint8_t *)text, len, low)) {
+    if (len <= FAST_MAX &&
+        pl__tok_fast_lower((const uint8_t *)text, len, low, FAST_CAP, &low_len)) {
         e->padded = 1;
-        rc = ascii_pieces(e, low, len);
+        rc = fast_pieces(e, low, low_len);
     } else {
         size_t clen;
         rc = pl__tok_clean_into(text, len, buf, sizeof buf, &clean, &clen);

@@ -115,7 +115,20 @@ enum {
     PL__BMP_LOWER_SAME = 32, /* str.lower maps it to itself (never U+03A3) */
 };
 extern uint8_t pl__uni_bmp[0x10000];
+/* The same for plane 1 (U+10000..U+1FFFF: emoji, historic scripts), filled by the same call. */
+extern uint8_t pl__uni_smp[0x10000];
 void pl__uni_init(void);
+/* The table byte of any code point, computed (slowly) from the functions below. */
+uint8_t pl__uni_props_of(uint32_t cp);
+/* The table byte of cp (after pl__uni_init): planes 0 and 1 from the tables, the rest (CJK
+ * extensions, tags, private use) computed. */
+static inline uint8_t pl__uni_props(uint32_t cp)
+{
+    if (cp < 0x10000) {
+        return pl__uni_bmp[cp];
+    }
+    return cp < 0x20000 ? pl__uni_smp[cp - 0x10000] : pl__uni_props_of(cp);
+}
 extern const uint8_t pl__uni_ascii_class[128]; /* pl__uni_class of ASCII, for inner loops */
 int pl__uni_is_pyspace(uint32_t cp); /* Python str.isspace */
 /* Python str.lower of one code point other than U+03A3: writes 1..3 code points, returns n. */
@@ -139,6 +152,13 @@ const char *pl__uni_expected_version(void); /* utf8proc's Unicode when the table
  * buffer: the caller frees *out when *out != buf. */
 int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char **out,
                        size_t *out_len);
+
+/* --- tok_fused.c --- */
+/* When cleaning `s` needs only str.lower and whitespace collapse (no '&', no NFC change, no
+ * U+03A3; valid UTF-8), writes its lowercase, uncollapsed, to out, then 8 zero bytes, and returns
+ * 1 with *out_len set; otherwise (or when the result would pass `cap` bytes) returns 0 and the
+ * caller runs pl__tok_clean_into. `out` has room for cap + 8 bytes. */
+int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len);
 
 /* --- tok_html.c --- */
 /* Python html.unescape over code points. Output is never longer than the input, so `out` needs

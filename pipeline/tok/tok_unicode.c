@@ -295,10 +295,27 @@ int pl__uni_check_version(void)
     return strcmp(utf8proc_unicode_version(), PL__UNI_UTF8PROC_UNICODE) == 0 ? 0 : -1;
 }
 
-/* The BMP summary table (see tok_internal.h), filled once per process from the functions above,
- * so the result is the same by construction; code points above U+FFFF take the slow calls. */
+/* The summary tables of planes 0 and 1 (see tok_internal.h), filled once per process from the
+ * functions above, so the result is the same by construction; other planes take the slow calls. */
 uint8_t pl__uni_bmp[0x10000];
+uint8_t pl__uni_smp[0x10000];
 static pthread_once_t bmp_once = PTHREAD_ONCE_INIT;
+
+uint8_t pl__uni_props_of(uint32_t cp)
+{
+    uint8_t v = (uint8_t)pl__uni_class(cp);
+    if (!pl__uni_nfc_quick_yes(cp)) {
+        v |= PL__BMP_NFC_UNSAFE;
+    }
+    if (pl__uni_is_pyspace(cp)) {
+        v |= PL__BMP_PYSPACE;
+    }
+    uint32_t low[3];
+    if (cp != 0x3A3 && pl__uni_lower(cp, low) == 1 && low[0] == cp) {
+        v |= PL__BMP_LOWER_SAME;
+    }
+    return v;
+}
 
 static void bmp_build(void)
 {
@@ -306,18 +323,10 @@ static void bmp_build(void)
         if (cp >= 0xD800 && cp <= 0xDFFF) {
             continue; /* never decoded */
         }
-        uint8_t v = (uint8_t)pl__uni_class(cp);
-        if (!pl__uni_nfc_quick_yes(cp)) {
-            v |= PL__BMP_NFC_UNSAFE;
-        }
-        if (pl__uni_is_pyspace(cp)) {
-            v |= PL__BMP_PYSPACE;
-        }
-        uint32_t low[3];
-        if (cp != 0x3A3 && pl__uni_lower(cp, low) == 1 && low[0] == cp) {
-            v |= PL__BMP_LOWER_SAME;
-        }
-        pl__uni_bmp[cp] = v;
+        pl__uni_bmp[cp] = pl__uni_props_of(cp);
+    }
+    for (uint32_t cp = 0; cp < 0x10000; cp++) {
+        pl__uni_smp[cp] = pl__uni_props_of(0x10000 + cp);
     }
 }
 

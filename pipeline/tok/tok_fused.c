@@ -1,0 +1,85 @@
+/* The fast cleaning path: most captions need nothing of the cleaning chain (tok_clean.c) but
+ * str.lower. Text without '&' (no html.unescape) whose code points are all NFC-quick-yes with
+ * combining class 0 (already NFC, so normalising changes nothing) and that has no capital sigma
+ * (the one context-dependent lowercase mapping) cleans to its lowercase with whitespace runs
+ * collapsed. This file writes that lowercase in one pass; the caller (tok.c) splits it into
+ * pre-tokens treating every str.isspace character as a separator, which gives the pieces of the
+ * collapsed, stripped text without building it (the pattern never matches across whitespace, and
+ * lowercasing neither makes nor removes whitespace).
+ *
+ * Anything else (and invalid UTF-8, so the error comes from the one place that reports it) is
+ * left to the full chain, so results never depend on which path ran. */
+#include <string.h>
+
+#include "tok_internal.h"
+
+int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0, o = 0;
+    int init = 0;
+    for (;;) {
+        /* ASCII eight bytes at a time: check for '&' and lowercase 'A'..'Z' without branches. */
+        while (len - i >= 8 && cap - o >= 8) {
+            uint64_t w;
+            memcpy(&w, s + i, 8); /* a fixed-size copy is one load */
+            if ((w & highs) != 0) {
+                break;
+            }
+            uint64_t x = w ^ (ones * '&');
+            if (((x - ones) & ~x & highs) != 0) {
+                return 0; /* some byte is '&' */
+            }
+            /* 'A'..'Z' -> +32; exact for bytes < 0x80 (no carries between bytes) */
+            uint64_t ge_a = w + ones * (0x80 - 'A');
+            uint64_t gt_z = w + ones * (0x80 - 'Z' - 1);
+            w |= (ge_a & ~gt_z & highs) >> 2;
+            memcpy(out + o, &w, 8);
+            i += 8;
+            o += 8;
+        }
+        if (i == len) {
+            break;
+        }
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            if (c == '&' || o == cap) {
+                return 0;
+            }
+            out[o++] = (uint8_t)((c >= 'A' && c <= 'Z') ? c + 32 : c);
+            i++;
+            continue;
+        }
+        if (!init) {
+            pl__uni_init(); /* once per text: pthread_once's fast path is one load */
+            init = 1;
+        }
+        size_t at = i;
+        uint32_t cp;
+        if (pl__utf8_next_inl(s, len, &i, &cp) != 0) {
+            return 0; /* the full chain reports CORE_EBAD_UTF8 */
+        }
+        uint8_t p = pl__uni_props(cp);
+        /* A mapping writes at most 2 code points (pl__uni_lower_max), 8 bytes. */
+        if ((p & PL__BMP_NFC_UNSAFE) != 0 || cap - o < 8) {
+            return 0;
+        }
+        if ((p & PL__BMP_LOWER_SAME) != 0) {
+            for (size_t k = at; k < i; k++) {
+                out[o++] = s[k];
+            }
+            continue;
+        }
+        if (cp == 0x3A3) {
+            return 0; /* final sigma depends on the neighbours: the full chain knows the rule */
+        }
+        uint32_t low[3];
+        int k = pl__uni_lower(cp, low);
+        for (int j = 0; j < k; j++) {
+            o += pl__utf8_put(out + o, low[j]);
+        }
+    }
+    memset(out + o, 0, 8); /* key words may read a word past the end */
+    *out_len = o;
+    return 1;
+}
