@@ -72,8 +72,10 @@ static nn_st_file_t *open_or_report(const char *path)
     char err[NN_ST_ERRLEN] = "";
     int rc = nn_st_open(path, NULL, &f, err, sizeof err);
     if (rc != 0) {
-        fprintf(stderr, "sc-ckpt: %s: %s (%s)\n", path, err[0] ? err : core_strerror(rc),
-                core_err_name(rc));
+        /* The loader names the file itself in I/O errors; don't print the path twice. */
+        int named = err[0] != '\0' && strncmp(err, path, strlen(path)) == 0;
+        fprintf(stderr, "sc-ckpt: %s%s%s (%s)\n", named ? "" : path, named ? "" : ": ",
+                err[0] ? err : core_strerror(rc), core_err_name(rc));
         return NULL;
     }
     return f;
@@ -112,25 +114,35 @@ static int print_json(json_t *j)
     return 0;
 }
 
-static int cmd_ls(int argc, char **argv)
+/* The arguments of a one-file command ("FILE [--json]"): opens FILE, or prints `usage` or the
+ * open error and returns NULL. *path gets FILE (for messages). */
+static nn_st_file_t *open_file_arg(int argc, char **argv, const char *usage, const char **path,
+                                   int *as_json)
 {
-    const char *path = NULL;
-    int as_json = 0;
+    *path = NULL;
+    *as_json = 0;
     for (int i = 0; i < argc; i++) {
         if (strcmp(argv[i], "--json") == 0) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' || path != NULL) {
-            fputs(k_usage_ls, stderr);
-            return EXIT_ERR;
+            *as_json = 1;
+        } else if (argv[i][0] == '-' || *path != NULL) {
+            fputs(usage, stderr);
+            return NULL;
         } else {
-            path = argv[i];
+            *path = argv[i];
         }
     }
-    if (path == NULL) {
-        fputs(k_usage_ls, stderr);
-        return EXIT_ERR;
+    if (*path == NULL) {
+        fputs(usage, stderr);
+        return NULL;
     }
-    nn_st_file_t *f = open_or_report(path);
+    return open_or_report(*path);
+}
+
+static int cmd_ls(int argc, char **argv)
+{
+    const char *path;
+    int as_json;
+    nn_st_file_t *f = open_file_arg(argc, argv, k_usage_ls, &path, &as_json);
     if (f == NULL) {
         return EXIT_ERR;
     }
@@ -168,23 +180,9 @@ static int is_buffer(const char *name)
 
 static int cmd_info(int argc, char **argv)
 {
-    const char *path = NULL;
-    int as_json = 0;
-    for (int i = 0; i < argc; i++) {
-        if (strcmp(argv[i], "--json") == 0) {
-            as_json = 1;
-        } else if (argv[i][0] == '-' || path != NULL) {
-            fputs(k_usage_info, stderr);
-            return EXIT_ERR;
-        } else {
-            path = argv[i];
-        }
-    }
-    if (path == NULL) {
-        fputs(k_usage_info, stderr);
-        return EXIT_ERR;
-    }
-    nn_st_file_t *f = open_or_report(path);
+    const char *path;
+    int as_json;
+    nn_st_file_t *f = open_file_arg(argc, argv, k_usage_info, &path, &as_json);
     if (f == NULL) {
         return EXIT_ERR;
     }
