@@ -233,7 +233,7 @@ void pl__tok_cache_clear(pl__tok_cache_t *c);
 /* The cache's layout and its lookups, inline: they run once per pre-token. tok_cache.c has the
  * writers and the layout's description. */
 #define PL__CACHE_LOCKS 64
-#define PL__CACHE_WAYS 4
+#define PL__CACHE_WAYS 8
 struct pl__tok_cache_s {
     _Atomic uint64_t *w;   /* entries, stride/8 words each; huge pages where possible */
     uint8_t *victim;       /* per set: next way to replace (writers only) */
@@ -282,6 +282,9 @@ static inline int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64
     for (int way = 0; way < PL__CACHE_WAYS; way++) {
         _Atomic uint64_t *e = set + (size_t)way * c->words;
         uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
+        if ((s1 >> 32) == 0) {
+            return -1; /* ways fill in order: the rest of the set is empty too */
+        }
         if ((s1 >> 32) != want || (s1 & 1) != 0) {
             continue;
         }
