@@ -137,6 +137,29 @@ typedef struct datad_spool_file_s {
     int seen; /* mark for the current scan */
 } datad_spool_file_t;
 
+/* The journal of `sc-ctl ingest` requests (datad_ctlqueue.c). add/done are thread-safe. */
+typedef struct datad_ctlq_s {
+    pthread_mutex_t mu;
+    int inited;
+    int fd;       /* the journal, O_APPEND; -1 when not open */
+    char *path;
+    char **paths; /* pending files, oldest first */
+    size_t n, cap;
+} datad_ctlq_t;
+
+/* Replays the journal at `path` (created if absent) into q->paths and rewrites it compacted.
+ * Errors: -errno, CORE_ECORRUPT (over 16 MiB), -ENOMEM; call datad__ctlq_close either way. */
+int datad__ctlq_open(datad_ctlq_t *q, const char *path);
+/* Replays journal bytes into q (pure; the fuzz target's entry point). *bad_lines counts lines
+ * skipped for a wrong CRC or shape. Errors: -ENOMEM. */
+int datad__ctlq_parse(datad_ctlq_t *q, const char *buf, size_t len, unsigned *bad_lines);
+/* Records that `path` is queued, durably (fdatasync) before returning. CORE_ECONFIG for a path
+ * that is not absolute, longer than 4096 bytes or holds a newline; -errno on I/O errors. */
+int datad__ctlq_add(datad_ctlq_t *q, const char *path);
+/* Records that one queued `path` is finished (no-op if it is not pending). */
+int datad__ctlq_done(datad_ctlq_t *q, const char *path);
+void datad__ctlq_close(datad_ctlq_t *q);
+
 typedef struct datad_ingest_item_s {
     struct datad_ingest_item_s *next;
     char *path;
@@ -162,6 +185,7 @@ typedef struct datad_ingest_s {
     uv_async_t async;    /* writer -> loop: records committed / file finished */
     pl_ingest_t *ing;
     pl_tok_t *tok;
+    datad_ctlq_t ctlq; /* open while ingest is on */
     /* loop-thread spool watch */
     uv_fs_event_t fs_event;
     int fs_event_on;
@@ -176,7 +200,9 @@ typedef struct datad_ingest_s {
 } datad_ingest_t;
 
 int datad__ingest_start(datad_ingest_t *g, datad_t *d);
-/* Queues a path (from sc-ctl or the spool). Loop thread. Errors: -ENOMEM, CORE_ECLOSED. */
+/* Queues a path (from sc-ctl or the spool). A path from sc-ctl is journaled first (fdatasync on
+ * the loop thread: a rare control request, and its reply must mean "will survive a restart").
+ * Loop thread. Errors: -ENOMEM, CORE_ECLOSED, datad__ctlq_add's. */
 int datad__ingest_enqueue(datad_ingest_t *g, const char *path, int from_spool);
 void datad__ingest_pause(datad_ingest_t *g, int paused);
 /* Cron hook: spool rescans and settle checks. */

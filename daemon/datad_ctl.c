@@ -182,7 +182,12 @@ void datad__ctl_line(datad_conn_t *c, const char *line, size_t len)
         }
         rc = datad__ingest_enqueue(&d->ingest, req.path, 0);
         core_log_info("control: ingest %s: %s", req.path, rc == 0 ? "queued" : core_strerror(rc));
-        reply(c, rc == 0 ? ok_reply() : err_reply(core_strerror(rc), rc));
+        if (rc == CORE_ECONFIG) {
+            reply(c, err_reply("the path must be absolute, at most 4096 bytes, without newlines",
+                               rc));
+        } else {
+            reply(c, rc == 0 ? ok_reply() : err_reply(core_strerror(rc), rc));
+        }
         return;
     case DATAD_CMD_PAUSE:
     case DATAD_CMD_RESUME:

@@ -109,6 +109,11 @@ static void *writer_main(void *arg)
         if (it->from_spool && !store_broken && !interrupted && rc != 1) {
             move_out(g, it->path, rc);
         }
+        if (!it->from_spool && !store_broken && !interrupted) {
+            /* Finished for good (ingested, or failed in a way a retry would repeat): forget it.
+             * Otherwise it stays in the journal and the next start takes it again. */
+            (void)datad__ctlq_done(&g->ctlq, it->path);
+        }
 
         pthread_mutex_lock(&g->mu);
         if (g->ing != NULL) {
@@ -184,11 +189,24 @@ static void async_cb(uv_async_t *a)
     datad__stream_kick(g->d);
 }
 
+static int enqueue(datad_ingest_t *g, const char *path, int from_spool);
+
 int datad__ingest_enqueue(datad_ingest_t *g, const char *path, int from_spool)
 {
     if (g->d->stopping) {
         return CORE_ECLOSED;
     }
+    if (!from_spool) {
+        int rc = datad__ctlq_add(&g->ctlq, path);
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return enqueue(g, path, from_spool);
+}
+
+static int enqueue(datad_ingest_t *g, const char *path, int from_spool)
+{
     datad_ingest_item_t *it = core_calloc(1, sizeof(*it));
     if (it == NULL) {
         return CORE_ERR(ENOMEM);
@@ -449,6 +467,19 @@ int datad__ingest_start(datad_ingest_t *g, datad_t *d)
             g->ing = NULL;
         }
     }
+    if (g->ing != NULL) {
+        char qpath[4096 + 32];
+        snprintf(qpath, sizeof qpath, "%s/ingest-queue.log", d->cfg->store_dir);
+        CORE_TRY(datad__ctlq_open(&g->ctlq, qpath));
+        for (size_t i = 0; i < g->ctlq.n; i++) {
+            CORE_TRY(enqueue(g, g->ctlq.paths[i], 0));
+        }
+        if (g->ctlq.n > 0) {
+            core_log_notice("ingest: %zu file(s) queued with sc-ctl before the restart are queued "
+                            "again",
+                            g->ctlq.n);
+        }
+    }
     if (d->cfg->spool_enabled) {
         char sub[4096 + 16];
         CORE_TRY(mkdir_p1(d->cfg->spool_dir));
@@ -508,6 +539,7 @@ int datad__ingest_join(datad_ingest_t *g, int force)
 
 void datad__ingest_free(datad_ingest_t *g)
 {
+    datad__ctlq_close(&g->ctlq);
     if (!uv_is_closing((uv_handle_t *)&g->async)) {
         uv_close((uv_handle_t *)&g->async, noop_close);
     }
