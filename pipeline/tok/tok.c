@@ -76,6 +76,35 @@ static inline void key_words(const uint8_t *p, size_t len, int padded, uint64_t 
     }
 }
 
+/* Mask of the bytes of word k (0..2) that belong to a key of len bytes (len <= 24). */
+#define KMASK(len, k)                                                                              \
+    ((len) >= 8 * (k) + 8 ? ~0ull : (len) <= 8 * (k) ? 0ull : (1ull << (8 * ((len) - 8 * (k)))) - 1)
+#define KMASK3(len) {KMASK(len, 0), KMASK(len, 1), KMASK(len, 2)}
+static const uint64_t kmask[PL__CACHE_SHORT_KEY + 1][3] = {
+    KMASK3(0),  KMASK3(1),  KMASK3(2),  KMASK3(3),  KMASK3(4),  KMASK3(5),  KMASK3(6),
+    KMASK3(7),  KMASK3(8),  KMASK3(9),  KMASK3(10), KMASK3(11), KMASK3(12), KMASK3(13),
+    KMASK3(14), KMASK3(15), KMASK3(16), KMASK3(17), KMASK3(18), KMASK3(19), KMASK3(20),
+    KMASK3(21), KMASK3(22), KMASK3(23), KMASK3(24),
+};
+#undef KMASK3
+#undef KMASK
+
+/* The three zero-padded key words of a short pre-token (len <= PL__CACHE_SHORT_KEY). With
+ * `padded`, p may be read 24 bytes on: three masked loads, no branch on the length. */
+static inline void short_key(const uint8_t *p, size_t len, int padded, uint64_t kw[3])
+{
+    if (padded) {
+        for (size_t k = 0; k < 3; k++) {
+            uint64_t v;
+            memcpy(&v, p + 8 * k, 8);
+            kw[k] = v & kmask[len][k];
+        }
+    } else {
+        kw[0] = kw[1] = kw[2] = 0;
+        memcpy(kw, p, len);
+    }
+}
+
 /* BPE of one pre-token that missed the cache; stores the result in cache c (may be NULL). */
 static int bpe_piece(enc_t *e, const uint8_t *p, size_t len, pl__tok_cache_t *c,
                      const uint64_t *kw, uint64_t h)
@@ -169,7 +198,7 @@ static int do_piece(enc_t *e, piece_t *pc)
     uint32_t *dst = e->n + PL__CACHE_LONG_IDS <= e->room ? e->ids + e->n : hit;
     int k = -2;
     if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
-        k = pl__tok_cache_get(tok->cache, pc->h, kw, len, dst);
+        k = pl__tok_cache_get_short(tok->cache, pc->h, kw, len, dst);
         e->hit_short += k >= 0;
     }
     /* -2: a long word, or a short one the short cache sends to the long one */
@@ -218,14 +247,18 @@ static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
     piece_t *pc = &e->batch[e->nb++];
     pc->p = p;
     pc->len = len;
-    if ((len >= 2 || !e->tok->cache_one) && len <= PL__CACHE_LONG_KEY) {
-        uint64_t kwl[KEY_WORDS];
-        uint64_t *kw = len <= PL__CACHE_SHORT_KEY ? pc->kw : kwl;
+    if ((len >= 2 || !e->tok->cache_one) && len <= PL__CACHE_SHORT_KEY) {
+        short_key(p, len, e->padded, pc->kw);
+        pc->h = pl__tok_hash_short(pc->kw, len);
+        if (e->tok->cache != NULL) {
+            pl__tok_cache_prefetch(e->tok->cache, pc->h);
+        }
+    } else if (len > PL__CACHE_SHORT_KEY && len <= PL__CACHE_LONG_KEY) {
+        uint64_t kw[KEY_WORDS];
         key_words(p, len, e->padded, kw);
         pc->h = pl__tok_hash_words(kw, len);
-        pl__tok_cache_t *c = len <= PL__CACHE_SHORT_KEY ? e->tok->cache : e->tok->cache_long;
-        if (c != NULL) {
-            pl__tok_cache_prefetch(c, pc->h);
+        if (e->tok->cache_long != NULL) {
+            pl__tok_cache_prefetch(e->tok->cache_long, pc->h);
         }
     }
     return e->nb == BATCH ? flush(e) : 0;
@@ -312,6 +345,39 @@ static inline size_t contraction_at(const uint8_t *s, size_t len, size_t i)
     return 0;
 }
 
+/* End of the letter run that continues at s[i]. ASCII letters eight at a time: most words are
+ * a few ASCII letters, so one or two word-sized steps replace a loop whose exit the branch
+ * predictor cannot guess. The zero padding after the text ends every run. */
+static inline size_t letter_run(const uint8_t *s, size_t len, size_t i)
+{
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    for (;;) {
+        for (;;) {
+            uint64_t w;
+            memcpy(&w, s + i, 8); /* within the text and its zero padding (i <= len) */
+            /* 'a'..'z' per byte, on the low 7 bits so no sum carries into the next byte;
+             * bytes >= 0x80 and lowercase-free ASCII are not letters here */
+            uint64_t y = w & ~highs;
+            uint64_t ge_a = y + ones * (0x80 - 'a');
+            uint64_t gt_z = y + ones * (0x80 - 'z' - 1);
+            uint64_t other = ~(ge_a & ~gt_z & ~w) & highs;
+            if (other != 0) {
+                i += (size_t)__builtin_ctzll(other) >> 3; /* little-endian: first byte lowest */
+                break;
+            }
+            i += 8;
+        }
+        if (i >= len || s[i] < 0x80) {
+            return i < len ? i : len;
+        }
+        size_t q = i; /* a non-ASCII code point: a letter continues the run */
+        if (cp_class(s, len, &q) != PL__CLS_LETTER) {
+            return i;
+        }
+        i = q;
+    }
+}
+
 /* Pre-tokenisation of the lowercase text (what tok_pretok.c does on the cleaned text): every
  * str.isspace character separates, so the uncollapsed text gives the same pieces. At each start
  * the literal alternatives are tried first; letter and "other" runs are greedy, numbers single
@@ -343,6 +409,8 @@ static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
         }
         if (m > 0) {
             i = start + m;
+        } else if (cls == PL__CLS_LETTER) {
+            i = letter_run(s, len, i);
         } else if (cls != PL__CLS_NUMBER) {
             while (i < len) {
                 uint8_t d = s[i];
@@ -375,7 +443,7 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     e->nb = 0;
     e->hit_short = e->hit_long = e->miss = 0;
     int rc;
-    uint8_t low[FAST_CAP + 8];
+    uint8_t low[FAST_CAP + PL__TOK_FAST_PAD];
     size_t low_len;
     char *clean = NULL;
     char buf[4096]; /* captions up to ~1 KiB clean without allocating */

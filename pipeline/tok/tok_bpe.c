@@ -76,15 +76,17 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
         rank[i] = merge_find(tok, w[i], w[i + 1], &nid[i]);
     }
     while (n > 1) {
-        size_t at = 0;
-        for (size_t i = 1; i + 1 < n; i++) {
-            if (rank[i] < rank[at]) {
-                at = i;
-            }
+        /* The lowest rank, first position on ties, without a branch per pair (the comparisons
+         * are unpredictable): rank and position packed in one word, min by conditional move. */
+        uint64_t best = UINT64_MAX;
+        for (size_t i = 0; i + 1 < n; i++) {
+            uint64_t v = (uint64_t)rank[i] << 32 | i;
+            best = v < best ? v : best;
         }
-        if (rank[at] == PL__TOK_NONE) {
+        if ((best >> 32) == PL__TOK_NONE) {
             break;
         }
+        size_t at = (uint32_t)best;
         /* No occurrence of the pair lies before `at` (it would have the same rank and an
          * earlier index), so rebuild from there. */
         uint32_t a = w[at], b = w[at + 1], ab = nid[at];

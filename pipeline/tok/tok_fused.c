@@ -79,7 +79,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
             o += pl__utf8_put(out + o, low[j]);
         }
     }
-    memset(out + o, 0, 8); /* key words may read a word past the end */
+    memset(out + o, 0, PL__TOK_FAST_PAD); /* key words may read past the end */
     *out_len = o;
     return 1;
 }

@@ -155,10 +155,11 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
 
 /* --- tok_fused.c --- */
 /* When cleaning `s` needs only str.lower and whitespace collapse (no '&', no NFC change, no
- * U+03A3; valid UTF-8), writes its lowercase, uncollapsed, to out, then 8 zero bytes, and returns
- * 1 with *out_len set; otherwise (or when the result would pass `cap` bytes) returns 0 and the
- * caller runs pl__tok_clean_into. `out` has room for cap + 8 bytes. */
+ * U+03A3; valid UTF-8), writes its lowercase, uncollapsed, to out, then PL__TOK_FAST_PAD zero
+ * bytes, and returns 1 with *out_len set; otherwise (or when the result would pass `cap` bytes)
+ * returns 0 and the caller runs pl__tok_clean_into. `out` has room for cap + PL__TOK_FAST_PAD. */
 int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len);
+#define PL__TOK_FAST_PAD 24 /* zero bytes after the text: a short key's three words may read them */
 
 /* --- tok_html.c --- */
 /* Python html.unescape over code points. Output is never longer than the input, so `out` needs
@@ -195,7 +196,19 @@ uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_
 int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__tok_cache_t **out);
 void pl__tok_cache_free(pl__tok_cache_t *c);
 uint64_t pl__tok_hash_bytes(const void *p, size_t n);
-/* Hash of a key given as zero-padded words (what the caches are indexed by). */
+/* Hash of a key of up to PL__CACHE_SHORT_KEY bytes given as three zero-padded words: no loop,
+ * the three products independent (it runs once per pre-token). */
+static inline uint64_t pl__tok_hash_short(const uint64_t kw[3], size_t klen)
+{
+    uint64_t a = kw[0] * 0x9e3779b97f4a7c15ull, b = kw[1] * 0xff51afd7ed558ccdull;
+    uint64_t c = kw[2] * 0xc4ceb9fe1a85ec53ull;
+    uint64_t h = a ^ (b << 23 | b >> 41) ^ (c << 47 | c >> 17) ^ (klen * 0xd6e8feb86659fd93ull);
+    h ^= h >> 32;
+    h *= 0xd6e8feb86659fd93ull;
+    h ^= h >> 32;
+    return h;
+}
+/* Hash of a key given as zero-padded words (the long-word cache's index). */
 static inline uint64_t pl__tok_hash_words(const uint64_t *kw, size_t klen)
 {
     uint64_t h = 0x9e3779b97f4a7c15ull * (klen + 1);
@@ -310,6 +323,43 @@ static inline int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64
             continue; /* a writer changed the entry while we read it */
         }
         return redirect ? -2 : (int)n;
+    }
+    return -1;
+}
+
+/* pl__tok_cache_get for the short-word cache (entries of 8 words: head, 3 key words, 8 ids),
+ * with the key as three zero-padded words: the key compare and the copy of the ids are fixed-size,
+ * so they need no loops. ids has room for PL__CACHE_SHORT_IDS. */
+static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const uint64_t kw[3],
+                                          size_t klen, uint32_t *ids)
+{
+    uint64_t want = pl__cache_head(h, klen);
+    _Atomic uint64_t *set = c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * 8;
+    for (int way = 0; way < PL__CACHE_WAYS; way++) {
+        _Atomic uint64_t *e = set + (size_t)way * 8;
+        uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
+        if ((s1 >> 32) == 0) {
+            return -1; /* ways fill in order: the rest of the set is empty too */
+        }
+        if ((s1 >> 32) != want || (s1 & 1) != 0) {
+            continue;
+        }
+        uint64_t diff = (atomic_load_explicit(&e[1], memory_order_relaxed) ^ kw[0]) |
+                        (atomic_load_explicit(&e[2], memory_order_relaxed) ^ kw[1]) |
+                        (atomic_load_explicit(&e[3], memory_order_relaxed) ^ kw[2]);
+        if (diff != 0) {
+            continue; /* another key with this tag */
+        }
+        for (size_t k = 0; k < PL__CACHE_SHORT_IDS / 2; k++) {
+            uint64_t v = atomic_load_explicit(&e[4 + k], memory_order_relaxed);
+            memcpy(ids + 2 * k, &v, sizeof v);
+        }
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
+            continue; /* a writer changed the entry while we read it */
+        }
+        size_t n = (size_t)(s1 >> 24) & 0xff;
+        return n == PL__CACHE_REDIRECT ? -2 : n > PL__CACHE_SHORT_IDS ? -1 : (int)n;
     }
     return -1;
 }
