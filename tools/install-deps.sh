@@ -9,7 +9,7 @@ pkgs=(
   build-essential meson ninja-build pkg-config python3
   libuv1-dev libturbojpeg0-dev libjpeg62-turbo-dev libwebp-dev liblmdb-dev libzstd-dev
   libopenblas-dev zlib1g-dev libutf8proc-dev libmd-dev libarchive-dev libjansson-dev
-  libspng-dev libpng-dev libsystemd-dev systemd
+  libspng-dev libpng-dev libsystemd-dev systemd openmpi-bin libopenmpi-dev
 )
 if [[ "${1:-}" == "--bench" ]]; then
   pkgs+=(python3-regex python3-torch python3-pil python3-torchvision python3-lmdb python3-numpy)

@@ -50,8 +50,17 @@ void nn_sc_loss(float *loss_out, float *dlogits, const float *logits, const uint
         }
         *idf->num_samples += 1.0;
     }
+    nn_sc_loss_targets(loss_out, dlogits, logits, off, ids, B, V, idf, use_idf, B, tw);
+}
+
+void nn_sc_loss_targets(float *loss_out, float *dlogits, const float *logits, const uint32_t *off,
+                        const uint32_t *ids, int B, int V, const nn_idf_t *idf, int use_idf,
+                        int b_global, float *tw)
+{
+    NN_ASSERT(loss_out && logits && off && B > 0 && V > 0 && tw && b_global > 0);
+    NN_ASSERT(!use_idf || (idf && idf->V == V && idf->cap_fq && idf->num_samples));
     /* 2.-3. weights of the present ids, then L1 normalisation per row */
-    double inv_b = 1.0 / (double)B;
+    double inv_b = 1.0 / (double)b_global;
     for (int i = 0; i < B; i++) {
         float s = 0.0f;
         for (uint32_t j = off[i]; j < off[i + 1]; j++) {

@@ -119,6 +119,10 @@ struct nn_vit_s {
     float *tw;
     size_t tw_cap;
     int grads_zeroed;
+    /* backward progress hook (nn_vit_set_backward_hook) and the tensor indices it reports */
+    nn_vit_backward_hook_fn hook;
+    void *hook_ctx;
+    size_t t_block0, t_post; /* first tensor of block 0, first tensor after the blocks */
 };
 
 /* ---- config ---------------------------------------------------------------------------------- */
@@ -309,12 +313,14 @@ static size_t layout_params(nn_vit_t *m, char *names)
         vit_globals_t *P_ = &m->gp, *G_ = &m->gg;
         VIT_PRE_PARAMS(SET)
     }
+    m->t_block0 = ti;
     for (int l = 0; l < c->depth; l++) {
         snprintf(prefix, sizeof prefix, "visual.transformer.resblocks.%d.", l);
         vit_block_t *P_ = &m->bp[l], *G_ = &m->bg[l];
         VIT_BLOCK_PARAMS(SET)
     }
     prefix[0] = '\0';
+    m->t_post = ti;
     {
         vit_globals_t *P_ = &m->gp, *G_ = &m->gg;
         VIT_POST_PARAMS(SET)
@@ -671,6 +677,9 @@ void nn_vit_backward(nn_vit_t *m)
     zero(m->dres, BND);
     nn_layernorm_backward(m->dres, m->gg.ln_post_w, m->gg.ln_post_b, m->dtmp, xL, m->lnp_mean,
                           m->lnp_rstd, m->gp.ln_post_w, BN, D);
+    if (m->hook) {
+        m->hook(m->hook_ctx, m->t_post);
+    }
 
     /* blocks in reverse; dres holds d(block output) on entry, d(block input) on exit */
     for (int l = c->depth - 1; l >= 0; l--) {
@@ -696,6 +705,10 @@ void nn_vit_backward(nn_vit_t *m)
         nn_linear_backward(NULL, g->in_w, g->in_b, m->dqkv, a->ln1, w->in_w, BN, D, 3 * D);
         nn_layernorm_backward(m->dres, g->ln1_w, g->ln1_b, m->dtmp, xin, a->ln1_mean, a->ln1_rstd,
                               w->ln1_w, BN, D);
+        if (m->hook) {
+            m->hook(m->hook_ctx, m->t_block0 + (m->t_post - m->t_block0) / (size_t)c->depth *
+                                                   (size_t)l);
+        }
     }
 
     /* ln_pre, then the token assembly: x0[b,0] = cls + pos[0], x0[b,1+k] = emb[b,k] + pos[1+k] */
@@ -712,6 +725,15 @@ void nn_vit_backward(nn_vit_t *m)
     }
     nn_patch_embed_backward(NULL, m->gg.conv1_w, m->dres, m->patches, m->gp.conv1_w, B, 3,
                             c->image_size, c->patch, D);
+    if (m->hook) {
+        m->hook(m->hook_ctx, 0);
+    }
+}
+
+void nn_vit_set_backward_hook(nn_vit_t *m, nn_vit_backward_hook_fn fn, void *ctx)
+{
+    m->hook = fn;
+    m->hook_ctx = ctx;
 }
 
 /* ---- optimiser ----------------------------------------------------------------------------- */

@@ -12,6 +12,7 @@
 
 #include "core/cfg.h"
 #include "nn/ckpt.h"
+#include "nn/loss.h"
 #include "nn/crunet.h"
 #include "nn/vit.h"
 
@@ -55,6 +56,10 @@ typedef struct traind_cfg_s {
     char *debug_nonfinite;
     double debug_step_sleep_ms;
     int debug_memory_fed;
+    /* [dist] (only under mpirun) */
+    double dist_bucket_mb;
+    int dist_overlap;
+    int dist_data_split; /* 0 node: local rank/size in HELLO; 1 global: rank/world */
 } traind_cfg_t;
 
 extern const core_cfg_table_t traind_cfg_table;
@@ -76,6 +81,7 @@ typedef struct traind_model_s {
     nn_vit_t *vit;
     nn_crunet_t *cru;
     nn_vit_cfg_t vc; /* ViT only (its shape goes into the checkpoint metadata) */
+    int batch, vocab;
 } traind_model_t;
 
 /* The config of a backbone name: a CRU-Net preset (nn_crunet_preset, *is_cru = 1, *cc) or a ViT
@@ -99,6 +105,16 @@ int traind__model_forward_loss(traind_model_t *m, const float *images, const uin
 void traind__model_backward(traind_model_t *m);
 /* AdamW step (clip_norm honoured for both kinds); increments the optimiser step. */
 void traind__model_step(traind_model_t *m, const nn_adamw_cfg_t *opt, float lr);
+/* Pieces of traind__model_forward_loss for the data-parallel loss (traind_dist.c): zero_grad +
+ * training forward; the logits [batch, vocab] and their gradient; the IDF buffers. */
+void traind__model_forward(traind_model_t *m, const float *images);
+const float *traind__model_logits(const traind_model_t *m);
+float *traind__model_dlogits(traind_model_t *m);
+int traind__model_idf(const traind_model_t *m, nn_idf_t *idf); /* 0 or CORE_ENOT_FOUND */
+int64_t traind__model_opt_step(const traind_model_t *m);
+void traind__model_set_opt_step(traind_model_t *m, int64_t step);
+/* ViT: nn_vit_set_backward_hook; CRU-Net: no hook (ignored). */
+void traind__model_set_backward_hook(traind_model_t *m, nn_vit_backward_hook_fn fn, void *ctx);
 /* nn_ckpt_vit_save / nn_ckpt_vit_load for either kind (same file layout, the optimiser step under
  * NN_CKPT_META_OPT_STEP). */
 int traind__model_save(const char *path, const traind_model_t *m, const nn_st_meta_t *meta,
@@ -125,9 +141,10 @@ typedef struct traind_data_info_s {
 } traind_data_info_t;
 
 /* Opens the source (socket or local store) starting at cursor (epoch, position) and starts the
- * data thread. Fills *info. */
-int traind__data_open(const traind_cfg_t *cfg, uint64_t epoch, uint64_t position,
-                      traind_data_info_t *info, traind_data_t **out);
+ * data thread. rank/world: this trainer's slice of every epoch (HELLO rank/world; 0/1 for one
+ * process). Fills *info. */
+int traind__data_open(const traind_cfg_t *cfg, uint32_t rank, uint32_t world, uint64_t epoch,
+                      uint64_t position, traind_data_info_t *info, traind_data_t **out);
 /* Peeks at the vocabulary without starting anything (local store only; socket: handshake). */
 /* Blocks for the next batch; *slot is valid until traind__data_release. Returns 0, CORE_ECLOSED
  * after traind__data_stop, or the data thread's error. */
@@ -146,6 +163,11 @@ typedef struct traind_state_s {
     uint64_t skipped;  /* non-finite steps skipped in total */
     uint64_t samples;
     char vocab_hash[65]; /* resume: the checkpoint's */
+    /* Data-parallel jobs: the number of ranks and every rank's cursor (epoch, position) pairs,
+     * world * 2 values, core_malloc'd (NULL: one process, the cursor above). Checkpoint metadata
+     * traind.world and traind.cursors ("e:p,e:p,..."); a checkpoint without them has world 1. */
+    uint64_t world;
+    uint64_t *cursors;
 } traind_state_t;
 
 typedef struct traind_meta_s {
@@ -178,6 +200,59 @@ uint32_t traind__ckpt_crc(const traind_model_t *m);
 /* The vocabulary size recorded in the newest readable checkpoint (to build the model before the
  * data source is opened at the checkpoint's cursor). Returns 1 and *vocab_size, or 0. */
 int traind__ckpt_peek_vocab(const traind_cfg_t *cfg, int *vocab_size);
+
+/* ---- data-parallel training over MPI (traind_dist.c) ----------------------------------------- */
+enum { TRAIND_DIST_BAD = 0, TRAIND_DIST_STOP, TRAIND_DIST_CKPT, TRAIND_DIST_DUE, TRAIND_DIST_NFLAGS };
+
+typedef struct traind_dist_s {
+    int on;                        /* MPI initialised (started by mpirun) */
+    int rank, world;               /* MPI_COMM_WORLD; 0 and 1 without MPI */
+    int local_rank, local_world;   /* ranks on this node (MPI_COMM_TYPE_SHARED) */
+    int node, nodes;               /* this node's index, node count */
+    char host[64];
+    int failed;                    /* an MPI call in the backward hook failed */
+    uint32_t *counts;              /* [vocab + NFLAGS] loss scratch */
+    float *tw;
+    double t_idf, t_hook, t_wait;  /* seconds in the IDF/flags reduce, the hook, the final wait */
+} traind_dist_t;
+
+typedef struct traind_reducer_s traind_reducer_t;
+
+/* 1 when started by an MPI launcher (OMPI_COMM_WORLD_SIZE, PMIX_RANK or PMI_RANK set). */
+int traind__dist_launched(void);
+/* MPI_Init_thread (FUNNELED) only when launched by mpirun; fills rank, world, local rank, node.
+ * Without a launcher: rank 0 of 1, nothing initialised. Returns 0 or CORE_ESTATE. */
+int traind__dist_init(int *argc, char ***argv, traind_dist_t *d);
+void traind__dist_finalize(traind_dist_t *d);
+void traind__dist_abort(traind_dist_t *d, int code); /* MPI_Abort when on; else returns */
+/* Replaces {local_rank}, {rank}, {node} and {host} in tmpl. 0 or CORE_ETOO_LARGE. */
+int traind__dist_expand(const traind_dist_t *d, const char *tmpl, char *out, size_t cap);
+/* Collectives on MPI_COMM_WORLD (no-ops for one process). 0 or CORE_ESTATE (logged). */
+int traind__dist_bcast(const traind_dist_t *d, void *buf, size_t bytes); /* from rank 0 */
+int traind__dist_sum_u32(const traind_dist_t *d, uint32_t *buf, size_t n);
+int traind__dist_sum_f64(const traind_dist_t *d, double *buf, size_t n);
+int traind__dist_any(const traind_dist_t *d, int flag, int *any);
+int traind__dist_gather_u64(const traind_dist_t *d, const uint64_t *mine, size_t n, uint64_t *all);
+int traind__dist_allgather_u32(const traind_dist_t *d, uint32_t mine, uint32_t *all);
+/* Rank 0's tensors, moments, buffers and AdamW step to every rank, then traind__dist_check_same. */
+int traind__dist_bcast_model(const traind_dist_t *d, traind_model_t *m);
+/* Every rank's traind__ckpt_crc must equal rank 0's: CORE_EMISMATCH (logged) otherwise. */
+int traind__dist_check_same(const traind_dist_t *d, const traind_model_t *m, const char *when);
+/* The loss step of one rank after traind__model_forward: checks the labels, all-reduces the
+ * batch's label counts with flags_in (summed in place: a flag is set when any rank set it), adds
+ * the global fraction to the IDF statistics, writes dlogits and *loss_out (this rank's mean).
+ * Returns 0, CORE_ECORRUPT (some rank had bad labels; nothing changed anywhere) or an MPI error. */
+int traind__dist_loss(traind_dist_t *d, traind_model_t *m, const uint32_t *off,
+                      const uint32_t *ids, int use_idf, uint32_t flags_in[TRAIND_DIST_NFLAGS],
+                      float *loss_out);
+void traind__dist_free_scratch(traind_dist_t *d);
+/* Gradient buckets of about bucket_mb MB (NULL *out for one rank). overlap: ViT buckets start
+ * from the backward hook as soon as their layers are done. */
+int traind__dist_reducer_new(traind_dist_t *d, traind_model_t *m, double bucket_mb, int overlap,
+                             traind_reducer_t **out);
+void traind__dist_reducer_begin(traind_reducer_t *r);  /* before each backward */
+int traind__dist_reducer_finish(traind_reducer_t *r);  /* after it: waits, averages */
+void traind__dist_reducer_free(traind_reducer_t *r);
 
 /* ---- observability (traind_obs.c) ----------------------------------------------------------- */
 typedef struct traind_status_s {

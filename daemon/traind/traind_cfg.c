@@ -9,6 +9,7 @@
 #include "traind.h"
 
 static const char *const level_choices[] = {"err", "warning", "notice", "info", "debug", NULL};
+static const char *const split_choices[] = {"node", "global", NULL};
 
 #define K(sec, name, type, field, mn, mx, def, ch, help)                                           \
     {sec, name, type, offsetof(traind_cfg_t, field), mn, mx, def, ch, help}
@@ -16,10 +17,14 @@ static const char *const level_choices[] = {"err", "warning", "notice", "info", 
 static const core_cfg_key_t keys[] = {
     K("data", "socket", CORE_CFG_STRING, data_socket, 0, 107, "/run/superclass/datad.sock", NULL,
       "sc-datad's data socket (batches stream from the data service; the client reconnects on "
-      "its own). Ignored when data.store is set."),
+      "its own). Ignored when data.store is set. Under mpirun the placeholders {local_rank}, "
+      "{rank}, {node} (node index) and {host} (short host name) are replaced per rank, e.g. "
+      "/run/superclass/datad-{node}.sock; without them every rank of a node uses the same path "
+      "(one sc-datad per node)."),
     K("data", "store", CORE_CFG_STRING, data_store, 0, 4095, "", NULL,
       "Read a shard store directly in-process instead of the socket (tests, single-box runs, "
-      "the memory-fed benchmark). Batches are bit-identical to the ones sc-datad would send."),
+      "the memory-fed benchmark). Batches are bit-identical to the ones sc-datad would send. "
+      "Under mpirun, {local_rank}, {rank}, {node} and {host} are replaced as in data.socket."),
     K("data", "vocab", CORE_CFG_STRING, data_vocab, 0, 4095, "", NULL,
       "Vocabulary file recorded in the checkpoint for decoding (sc-eval). Empty: the path the "
       "store recorded (local store) or none."),
@@ -100,6 +105,18 @@ static const core_cfg_key_t keys[] = {
     K("debug", "memory_fed", CORE_CFG_BOOL, debug_memory_fed, 0, 0, "false", NULL,
       "Benchmark: fill the batch ring once, then replay those batches from memory forever (the "
       "trainer's speed without any data path; the cursor stops advancing)."),
+
+    K("dist", "bucket_mb", CORE_CFG_DOUBLE, dist_bucket_mb, 0.001, 4096, "25", NULL,
+      "mpirun only: gradient all-reduce bucket size in MB (buckets of whole tensors, last layers "
+      "first)."),
+    K("dist", "overlap", CORE_CFG_BOOL, dist_overlap, 0, 0, "true", NULL,
+      "mpirun only: start each bucket's MPI_Iallreduce as soon as the backward pass has finished "
+      "its layers (ViT; a CRU-Net reduces after the backward). Off: all buckets after it."),
+    K("dist", "data_split", CORE_CFG_ENUM, dist_data_split, 0, 0, "node", split_choices,
+      "mpirun only: how the ranks split an epoch. node: each node's ranks split their own "
+      "sc-datad's (or store's) epoch, HELLO rank/world = local rank/ranks on the node (one "
+      "sc-datad per node with its own shards); global: HELLO rank/world = MPI rank/size (every "
+      "rank reads the same store or service). Identical on one node."),
 };
 
 const core_cfg_table_t traind_cfg_table = {keys, sizeof keys / sizeof keys[0]};

@@ -12,7 +12,9 @@
  *   traind.lr_position (the schedule's step index: equal to traind.step), traind.backbone_kind
  *   ("vit" or "crunet"), and for a ViT its shape traind.width, traind.depth, traind.heads,
  *   traind.mlp_hidden, traind.patch (sc-eval builds the ViT from these, a CRU-Net from the preset
- *   name traind.backbone). */
+ *   name traind.backbone). A data-parallel job (mpirun) adds traind.world (ranks) and
+ *   traind.cursors ("e:p,e:p,...", every rank's data cursor in rank order; traind.epoch/position
+ *   are rank 0's); a checkpoint without traind.world was written by one process. */
 #include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -169,6 +171,23 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const traind_model_t *m,
         KV("traind.patch", "%d", meta->vit.patch);
     }
     KV("traind.crc32c", "%08x", traind__ckpt_crc(m));
+    char *cursors = NULL;
+    if (st->world > 1 && st->cursors != NULL) {
+        KV("traind.world", "%" PRIu64, st->world);
+        size_t cap = (size_t)st->world * 42 + 1, o = 0;
+        cursors = core_malloc(cap);
+        if (cursors == NULL) {
+            return CORE_ERR(ENOMEM);
+        }
+        cursors[0] = '\0';
+        for (uint64_t r = 0; r < st->world; r++) {
+            o += (size_t)snprintf(cursors + o, cap - o, "%s%" PRIu64 ":%" PRIu64, r ? "," : "",
+                                  st->cursors[2 * r], st->cursors[2 * r + 1]);
+        }
+        kv[k].key = "traind.cursors";
+        kv[k].value = cursors;
+        k++;
+    }
 #undef KV
     kv[k].key = "traind.vocab_path";
     kv[k].value = meta->vocab_path;
@@ -178,6 +197,7 @@ int traind__ckpt_save(const traind_cfg_t *cfg, const traind_model_t *m,
              st->step, st->seq);
     char err[512] = "";
     int rc = traind__model_save(path, m, kv, k, err, sizeof err);
+    core_free(cursors);
     if (rc < 0) {
         core_log_err("checkpoint %s: %s (%s)", path, core_strerror(rc), err);
         return rc;
@@ -200,6 +220,39 @@ static int meta_u64(nn_st_file_t *f, const char *key, uint64_t *out)
         return CORE_ECORRUPT;
     }
     *out = v;
+    return 0;
+}
+
+/* "e:p,e:p,..." with exactly `world` pairs -> core_malloc'd [2 * world]. */
+static int parse_cursors(const char *s, uint64_t world, uint64_t **out)
+{
+    if (s == NULL || world > (1u << 24)) {
+        return CORE_ECORRUPT;
+    }
+    uint64_t *c = core_calloc((size_t)world * 2, sizeof *c);
+    if (c == NULL) {
+        return CORE_ERR(ENOMEM);
+    }
+    const char *p = s;
+    for (uint64_t r = 0; r < world; r++) {
+        char *end;
+        errno = 0;
+        unsigned long long e = strtoull(p, &end, 10);
+        if (errno != 0 || end == p || *end != ':') {
+            core_free(c);
+            return CORE_ECORRUPT;
+        }
+        p = end + 1;
+        unsigned long long pos = strtoull(p, &end, 10);
+        if (errno != 0 || end == p || *end != (r + 1 < world ? ',' : '\0')) {
+            core_free(c);
+            return CORE_ECORRUPT;
+        }
+        p = end + (r + 1 < world);
+        c[2 * r] = e;
+        c[2 * r + 1] = pos;
+    }
+    *out = c;
     return 0;
 }
 
@@ -250,6 +303,18 @@ int traind__ckpt_resume(const traind_cfg_t *cfg, traind_model_t *m, const traind
                           path, (unsigned long long)seed, (unsigned long long)meta->seed);
         }
         snprintf(s.vocab_hash, sizeof s.vocab_hash, "%s", hash != NULL ? hash : "");
+        s.world = 1;
+        if (meta_u64(f, "traind.world", &s.world) == 0 && s.world > 1) {
+            if (parse_cursors(nn_st_meta_get(f, "traind.cursors"), s.world, &s.cursors) < 0) {
+                core_log_warn("checkpoint %s is damaged (traind.cursors does not list %llu "
+                              "cursors); skipping it",
+                              path, (unsigned long long)s.world);
+                nn_st_close(f);
+                continue;
+            }
+        } else {
+            s.world = 1;
+        }
         *st = s;
         snprintf(path_out, path_cap, "%s", path);
         found = 1;

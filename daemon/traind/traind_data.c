@@ -4,7 +4,8 @@
  * slot, converts it, and releases it; it never allocates and waits only when the ring is empty.
  *
  * Local epochs follow sc-datad exactly: an epoch's snapshot is the record count when the epoch is
- * first needed; each rank takes per_rank = n / (world * batch) * batch samples; the cursor moves to
+ * first needed; each rank takes per_rank = n / (world * batch) * batch samples (rank/world: this
+ * trainer's slice under mpirun, 0/1 otherwise); the cursor moves to
  * (epoch + 1, 0) as soon as no full batch is left. So the same (seed, cursor) gives the same
  * batches as the service would send (its augmentation parameters travel as floats in the HELLO,
  * hence the float round trip below). */
@@ -25,6 +26,7 @@
 struct traind_data_s {
     const traind_cfg_t *cfg;
     uint32_t B, S;
+    uint32_t rank, world; /* this trainer's slice of every epoch */
     /* ring */
     traind_slot_t *slots;
     uint32_t n_slots, head, count; /* head: next slot to consume */
@@ -44,12 +46,12 @@ struct traind_data_s {
 
 static int fill_local(traind_data_t *d, traind_slot_t *s)
 {
-    uint64_t step = d->B;
+    uint64_t step = (uint64_t)d->B * d->world;
     for (;;) {
         if (d->epoch_n == UINT64_MAX) {
             d->epoch_n = pl_store_count(d->store);
         }
-        uint64_t per_rank = d->epoch_n / step * step;
+        uint64_t per_rank = d->epoch_n / step * d->B;
         if (per_rank == 0) {
             return CORE_ENOT_FOUND; /* fewer records than one batch */
         }
@@ -64,8 +66,8 @@ static int fill_local(traind_data_t *d, traind_slot_t *s)
         spec.seed = d->cfg->seed;
         spec.epoch = d->epoch;
         spec.n_records = d->epoch_n;
-        spec.rank = 0;
-        spec.world = 1;
+        spec.rank = d->rank;
+        spec.world = d->world;
         spec.batch = d->B;
         spec.position = d->position;
         spec.aug = d->aug;
@@ -213,8 +215,8 @@ static int open_socket(traind_data_t *d, traind_data_info_t *info)
     pl_aug_t a;
     pl_aug_defaults(&a);
     proto_hello_t *h = &o.hello;
-    h->rank = 0;
-    h->world = 1;
+    h->rank = d->rank;
+    h->world = d->world;
     h->batch_size = d->B;
     h->out_h = h->out_w = d->S;
     h->scale_min = (float)d->cfg->data_scale_min;
@@ -242,8 +244,8 @@ static int open_socket(traind_data_t *d, traind_data_info_t *info)
     return 0;
 }
 
-int traind__data_open(const traind_cfg_t *cfg, uint64_t epoch, uint64_t position,
-                      traind_data_info_t *info, traind_data_t **out)
+int traind__data_open(const traind_cfg_t *cfg, uint32_t rank, uint32_t world, uint64_t epoch,
+                      uint64_t position, traind_data_info_t *info, traind_data_t **out)
 {
     traind_data_t *d = core_calloc(1, sizeof *d);
     if (d == NULL) {
@@ -253,6 +255,8 @@ int traind__data_open(const traind_cfg_t *cfg, uint64_t epoch, uint64_t position
     d->cfg = cfg;
     d->B = (uint32_t)cfg->batch;
     d->S = (uint32_t)cfg->model_image_size;
+    d->rank = rank;
+    d->world = world;
     d->epoch = epoch;
     d->position = position;
     d->epoch_n = UINT64_MAX;

@@ -89,13 +89,38 @@ typedef struct run_s {
     size_t *buf_bytes;
     size_t n_buf;
     uint64_t ckpts;
+    /* mpirun (traind_dist.c): world 1 and everything below unused for one process */
+    traind_dist_t *dist;
+    traind_reducer_t *red;
+    uint64_t *cursors; /* [2 * world]: every rank's cursor, gathered to rank 0 at each save */
+    int stop, ckpt_now; /* the job's decisions (any rank's signal), agreed every step */
+    int fatal;          /* a collective failed or the ranks diverged: end the job */
 } run_t;
 
 static int save(run_t *r)
 {
     char path[4200];
+    if (r->dist->on) {
+        /* collective: every rank's cursor to rank 0, and a check that no rank drifted */
+        uint64_t mine[2] = {r->st.epoch, r->st.position};
+        int crc = traind__dist_gather_u64(r->dist, mine, 2, r->cursors);
+        if (crc == 0) {
+            crc = traind__dist_check_same(r->dist, &r->m, "at the checkpoint");
+        }
+        if (crc < 0) {
+            r->fatal = crc;
+            return crc;
+        }
+        r->st.world = (uint64_t)r->dist->world;
+        r->st.cursors = r->cursors;
+        if (r->dist->rank != 0) {
+            r->st.seq++; /* only rank 0 writes; the sequence stays in step */
+            return 0;
+        }
+    }
     r->st.seq++;
     int rc = traind__ckpt_save(r->cfg, &r->m, &r->meta, &r->st, path, sizeof path);
+    r->st.cursors = NULL;
     if (rc < 0) {
         r->st.seq--;
         return rc;
@@ -195,6 +220,25 @@ static int build_model(run_t *r, int vocab)
     return find_buffers(r);
 }
 
+/* CRU-Net under mpirun: BN running statistics come from each rank's own batch statistics; as
+ * PyTorch DDP does (broadcast_buffers), rank 0's are copied to every rank after each step so the
+ * checkpoint and the cross-rank check see one model. The IDF buffers are already identical. */
+static int bcast_running_stats(run_t *r)
+{
+    size_t n = traind__model_num_tensors(&r->m);
+    for (size_t i = 0; i < n; i++) {
+        nn_tensor_t t;
+        if (traind__model_tensor(&r->m, i, &t) < 0 || !t.is_buffer || t.dtype != NN_DTYPE_F32) {
+            continue;
+        }
+        int rc = traind__dist_bcast(r->dist, t.data, t.numel * sizeof(float));
+        if (rc < 0) {
+            return rc;
+        }
+    }
+    return 0;
+}
+
 static int train(run_t *r)
 {
     traind_cfg_t *cfg = r->cfg;
@@ -221,14 +265,20 @@ static int train(run_t *r)
     uint64_t iv_steps = 0, iv_loss_n = 0, run_steps = 0, in_row = 0;
     int ready = 0, rc = 0;
     set_state(r, "training");
-    while (r->st.step < total) {
-        if (g_stop) {
+    const int dist = r->dist->on, is0 = r->dist->rank == 0;
+    const uint64_t W = (uint64_t)r->dist->world;
+    while (r->st.step < total && r->fatal == 0) {
+        if (dist ? r->stop : g_stop) {
             break;
         }
-        if (g_ckpt_now) {
+        if (dist ? r->ckpt_now : g_ckpt_now) {
             g_ckpt_now = 0;
+            r->ckpt_now = 0;
             if (save(r) == 0) {
                 last_ckpt_t = core_now_s();
+            }
+            if (r->fatal < 0) {
+                break;
             }
         }
         double tw = core_now_s();
@@ -255,13 +305,52 @@ static int train(run_t *r)
         }
         buffers_copy(r, 0);
         float loss = 0;
-        int lrc = traind__model_forward_loss(&r->m, r->images, slot->off, slot->ids, cfg->idf,
+        int lrc = 0, time_due = 0;
+        if (dist) {
+            /* The flags travel with the IDF counts: the whole job stops, checkpoints or skips the
+             * step together. Wall-clock checkpoints follow rank 0's clock. */
+            time_due = is0 && cfg->ckpt_every_minutes > 0 &&
+                       core_now_s() - last_ckpt_t >= cfg->ckpt_every_minutes * 60;
+            uint32_t fl[TRAIND_DIST_NFLAGS] = {0, (uint32_t)(g_stop != 0),
+                                                (uint32_t)(g_ckpt_now != 0), (uint32_t)time_due};
+            traind__model_forward(&r->m, r->images);
+            lrc = traind__dist_loss(r->dist, &r->m, slot->off, slot->ids, cfg->idf, fl, &loss);
+            if (lrc < 0 && lrc != CORE_ECORRUPT) {
+                traind__data_release(r->data);
+                rc = lrc;
+                break;
+            }
+            r->stop = fl[TRAIND_DIST_STOP] != 0;
+            r->ckpt_now = fl[TRAIND_DIST_CKPT] != 0;
+            time_due = fl[TRAIND_DIST_DUE] != 0;
+        } else {
+            lrc = traind__model_forward_loss(&r->m, r->images, slot->off, slot->ids, cfg->idf,
                                              &loss);
+        }
         uint64_t cur_e = slot->epoch, cur_p = slot->position;
         traind__data_release(r->data);
         int finite = lrc == 0 && isfinite(loss);
         double gss = 0;
-        if (finite) {
+        if (dist && lrc == 0) {
+            /* Every rank runs the backward and the reduce even with a non-finite local loss (the
+             * others wait in the collective); NaNs then reach every rank's reduced gradient and
+             * the job skips the step as one. */
+            traind__dist_reducer_begin(r->red);
+            traind__model_backward(&r->m);
+            rc = traind__dist_reducer_finish(r->red);
+            double lsum = (double)loss;
+            if (rc == 0) {
+                double t0 = core_now_s();
+                rc = traind__dist_sum_f64(r->dist, &lsum, 1);
+                r->dist->t_idf += core_now_s() - t0;
+            }
+            if (rc < 0) {
+                break;
+            }
+            loss = (float)(lsum / (double)W); /* the global batch's mean */
+            gss = grad_sumsq(&r->m);
+            finite = isfinite(loss) && isfinite(gss);
+        } else if (finite) {
             traind__model_backward(&r->m);
             gss = grad_sumsq(&r->m);
             finite = isfinite(gss);
@@ -291,8 +380,12 @@ static int train(run_t *r)
             iv_loss += loss;
             iv_loss_n++;
         }
+        if (dist && r->m.is_cru && bcast_running_stats(r) < 0) {
+            rc = CORE_ESTATE;
+            break;
+        }
         r->st.step++;
-        r->st.samples += (uint64_t)B;
+        r->st.samples += (uint64_t)B * W;
         r->st.epoch = cur_e;
         r->st.position = cur_p;
         iv_steps++;
@@ -351,8 +444,10 @@ static int train(run_t *r)
             last_wd = now;
         }
         int due = (cfg->ckpt_every_steps > 0 && r->st.step % cfg->ckpt_every_steps == 0) ||
-                  (cfg->ckpt_every_minutes > 0 && now - last_ckpt_t >= cfg->ckpt_every_minutes * 60);
-        if (due && r->st.step < total && !g_stop) {
+                  (dist ? time_due
+                        : cfg->ckpt_every_minutes > 0 &&
+                              now - last_ckpt_t >= cfg->ckpt_every_minutes * 60);
+        if (due && r->st.step < total && !(dist ? r->stop : g_stop)) {
             if (save(r) == 0) {
                 last_ckpt_t = core_now_s();
             }
@@ -360,17 +455,31 @@ static int train(run_t *r)
     }
     double run_el = core_now_s() - run_t0;
     if (run_steps > 1 && run_el > 0) {
-        /* One machine-readable line for bench/bench_e2e.sh. */
-        core_log_info("RESULT steps=%" PRIu64 " img_s=%.2f data_wait=%.5f skipped=%" PRIu64,
-                      run_steps, (double)(run_steps - 1) * B / run_el, run_wait / run_el,
-                      r->st.skipped);
+        /* One machine-readable line for bench/bench_e2e.sh (img_s: this rank's). Under mpirun
+         * also the seconds spent in the collectives: the IDF counts + flags and the loss
+         * (small), the backward hook (starting and progressing buckets), and the wait for the
+         * gradient all-reduce after the backward. */
+        if (dist) {
+            core_log_info("RESULT steps=%" PRIu64 " img_s=%.2f data_wait=%.5f skipped=%" PRIu64
+                          " world=%d rank=%d run_s=%.4f small_s=%.4f hook_s=%.4f wait_s=%.4f",
+                          run_steps, (double)(run_steps - 1) * B / run_el, run_wait / run_el,
+                          r->st.skipped, r->dist->world, r->dist->rank, run_el, r->dist->t_idf,
+                          r->dist->t_hook, r->dist->t_wait);
+        } else {
+            core_log_info("RESULT steps=%" PRIu64 " img_s=%.2f data_wait=%.5f skipped=%" PRIu64,
+                          run_steps, (double)(run_steps - 1) * B / run_el, run_wait / run_el,
+                          r->st.skipped);
+        }
+    }
+    if (rc == 0 && r->fatal < 0) {
+        rc = r->fatal;
     }
     if (rc < 0) {
         return rc;
     }
     set_state(r, "checkpointing");
     sd_notify(0, "STOPPING=1\nSTATUS=final checkpoint");
-    if (run_steps > 0 || g_ckpt_now) {
+    if (run_steps > 0 || (dist ? r->ckpt_now : g_ckpt_now)) {
         rc = save(r);
     }
     if (rc == 0) {
@@ -381,11 +490,30 @@ static int train(run_t *r)
     return rc;
 }
 
-static int run(traind_cfg_t *cfg)
+/* Makes a rank's local failure the job's: every rank learns whether any failed (one rank alone
+ * returning would leave the others blocked in the next collective). */
+static int agree(const run_t *r, int rc)
+{
+    int any = 0;
+    if (traind__dist_any(r->dist, rc < 0, &any) < 0) {
+        return CORE_ESTATE;
+    }
+    return rc < 0 ? rc : (any ? CORE_ESTATE : 0);
+}
+
+/* What rank 0 found in checkpoint.dir, sent to every rank. */
+typedef struct start_s {
+    int64_t rc, resumed, vocab, done;
+    uint64_t step, seq, skipped, samples, world;
+    char vocab_hash[65];
+} start_t;
+
+static int run(traind_cfg_t *cfg, traind_dist_t *dist)
 {
     run_t r;
     memset(&r, 0, sizeof r);
     r.cfg = cfg;
+    r.dist = dist;
     pthread_mutex_init(&r.status.mu, NULL);
     r.status.started_s = core_now_s();
     r.status.total_steps = traind__cfg_total_steps(cfg);
@@ -400,6 +528,8 @@ static int run(traind_cfg_t *cfg)
     sigaction(SIGUSR1, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
+    const int is0 = dist->rank == 0;
+    const uint64_t W = (uint64_t)dist->world;
     int rc = 0, resumed = 0;
     traind_data_info_t info;
     memset(&info, 0, sizeof info);
@@ -411,85 +541,226 @@ static int run(traind_cfg_t *cfg)
     r.meta.vocab_path = r.vocab_path;
     int vocab = 0, lock_fd = -1;
     char ck_path[4200] = "";
-    CORE_TRY(traind__ckpt_lock(cfg, &lock_fd));
-    if (cfg->ckpt_resume && traind__ckpt_peek_vocab(cfg, &vocab)) {
-        CORE_TRY(build_model(&r, vocab));
-        rc = traind__ckpt_resume(cfg, &r.m, &r.meta, &r.st, ck_path, sizeof ck_path);
-        if (rc < 0) {
-            goto fail;
+    r.cursors = core_calloc(2 * W, sizeof *r.cursors);
+    if (r.cursors == NULL) {
+        rc = CORE_ERR(ENOMEM);
+    }
+    /* Only rank 0 touches checkpoint.dir (it may be on rank 0's node only). */
+    start_t h;
+    memset(&h, 0, sizeof h);
+    if (is0 && rc == 0) {
+        rc = traind__ckpt_lock(cfg, &lock_fd);
+    }
+    if (is0 && rc == 0 && cfg->ckpt_resume && traind__ckpt_peek_vocab(cfg, &vocab)) {
+        rc = build_model(&r, vocab);
+        if (rc == 0) {
+            rc = traind__ckpt_resume(cfg, &r.m, &r.meta, &r.st, ck_path, sizeof ck_path);
         }
-        resumed = rc;
-        rc = 0;
-        if (resumed) {
-            core_log_info("resuming from %s: step %" PRIu64 ", cursor %" PRIu64 ":%" PRIu64
-                          ", %" PRIu64 " skipped steps",
-                          ck_path, r.st.step, r.st.epoch, r.st.position, r.st.skipped);
-            snprintf(r.status.last_ckpt, sizeof r.status.last_ckpt, "%s", ck_path);
-        } else {
-            core_log_warn("no valid checkpoint in %s: starting a new run", cfg->ckpt_dir);
-            memset(&r.st, 0, sizeof r.st);
+        if (rc >= 0) {
+            resumed = rc;
+            rc = 0;
+            if (resumed) {
+                core_log_info("resuming from %s: step %" PRIu64 ", cursor %" PRIu64 ":%" PRIu64
+                              ", %" PRIu64 " skipped steps",
+                              ck_path, r.st.step, r.st.epoch, r.st.position, r.st.skipped);
+                snprintf(r.status.last_ckpt, sizeof r.status.last_ckpt, "%s", ck_path);
+            } else {
+                core_log_warn("no valid checkpoint in %s: starting a new run", cfg->ckpt_dir);
+                memset(&r.st, 0, sizeof r.st);
+            }
         }
-        if (r.st.step >= r.status.total_steps) {
+    }
+    if (is0) {
+        h.rc = rc;
+        h.resumed = resumed;
+        h.vocab = vocab;
+        h.step = r.st.step;
+        h.seq = r.st.seq;
+        h.skipped = r.st.skipped;
+        h.samples = r.st.samples;
+        h.world = resumed ? (r.st.world ? r.st.world : 1) : W;
+        snprintf(h.vocab_hash, sizeof h.vocab_hash, "%s", r.st.vocab_hash);
+        if (rc == 0 && resumed && h.world != W) {
+            core_log_err("checkpoint %s was written by a job of %" PRIu64 " rank%s; this job has "
+                         "%" PRIu64 ": refusing to resume (every rank's data cursor belongs to "
+                         "that split of the epochs). Restart with mpirun -np %" PRIu64 ", or point "
+                         "checkpoint.dir elsewhere for a new run",
+                         ck_path, h.world, h.world == 1 ? "" : "s", W, h.world);
+            h.rc = CORE_EMISMATCH;
+        }
+        h.done = h.rc == 0 && resumed && r.st.step >= r.status.total_steps;
+        if (h.done) {
             core_log_info("the run is complete (step %" PRIu64 " of %" PRIu64 "): nothing to do",
                           r.st.step, r.status.total_steps);
-            goto fail; /* rc == 0: clean exit */
         }
+        if (resumed && h.rc == 0) {
+            if (r.st.cursors != NULL) {
+                memcpy(r.cursors, r.st.cursors, 2 * W * sizeof *r.cursors);
+            } else {
+                r.cursors[0] = r.st.epoch;
+                r.cursors[1] = r.st.position;
+            }
+        }
+        core_free(r.st.cursors);
+        r.st.cursors = NULL;
     }
-    rc = traind__data_open(cfg, r.st.epoch, r.st.position, &info, &r.data);
-    if (rc < 0) {
-        core_log_err("cannot open the data source: %s", core_strerror(rc));
+    /* Every rank learns the outcome, its own cursor and the run state. */
+    rc = traind__dist_bcast(dist, &h, sizeof h);
+    if (rc == 0) {
+        rc = traind__dist_bcast(dist, r.cursors, 2 * W * sizeof *r.cursors);
+    }
+    if (rc < 0 || h.rc < 0 || h.done) {
+        rc = rc < 0 ? rc : (int)h.rc; /* done: 0, a clean exit on every rank */
         goto fail;
     }
+    resumed = (int)h.resumed;
+    vocab = (int)h.vocab;
+    r.st.step = h.step;
+    r.st.seq = h.seq;
+    r.st.skipped = h.skipped;
+    r.st.samples = h.samples;
+    r.st.epoch = r.cursors[2 * dist->rank];
+    r.st.position = r.cursors[2 * dist->rank + 1];
+    snprintf(r.st.vocab_hash, sizeof r.st.vocab_hash, "%s", h.vocab_hash);
+    if (dist->on && resumed && is0) {
+        core_log_info("resuming %d ranks, each at its own cursor", dist->world);
+    }
+    /* The data split: the node's ranks share its sc-datad (or store), or all ranks one. */
+    uint32_t drank = (uint32_t)(cfg->dist_data_split ? dist->rank : dist->local_rank);
+    uint32_t dworld = (uint32_t)(cfg->dist_data_split ? dist->world : dist->local_world);
+    rc = traind__data_open(cfg, drank, dworld, r.st.epoch, r.st.position, &info, &r.data);
+    if (rc < 0) {
+        core_log_err("cannot open the data source: %s", core_strerror(rc));
+    }
+    CORE_TRY(agree(&r, rc));
     snprintf(r.vocab_hash, sizeof r.vocab_hash, "%s", info.vocab_hash);
     snprintf(r.vocab_path, sizeof r.vocab_path, "%s", info.vocab_path);
-    core_log_info("data: %s, %" PRIu64 " records, vocabulary %u ids (hash %.16s...)",
-                  cfg->data_store[0] ? cfg->data_store : cfg->data_socket, info.records,
-                  info.vocab_size, info.vocab_hash);
+    if (dist->on) {
+        /* The label ids must mean the same tokens on every rank. */
+        char h0[65];
+        memcpy(h0, info.vocab_hash, sizeof h0);
+        rc = traind__dist_bcast(dist, h0, sizeof h0);
+        if (rc == 0 && strcmp(h0, info.vocab_hash) != 0) {
+            core_log_err("rank %d (%s): the data's vocabulary %s differs from rank 0's %s: every "
+                         "node's store must be built with the same vocabulary",
+                         dist->rank, dist->host, info.vocab_hash, h0);
+            rc = CORE_EMISMATCH;
+        }
+        CORE_TRY(agree(&r, rc));
+    }
+    if (is0 || !dist->on) {
+        core_log_info("data: %s, %" PRIu64 " records, vocabulary %u ids (hash %.16s...)",
+                      cfg->data_store[0] ? cfg->data_store : cfg->data_socket, info.records,
+                      info.vocab_size, info.vocab_hash);
+    }
+    if (dist->on) {
+        core_log_info("rank %d of %d (node %d '%s', local rank %d of %d): data slice %u of %u "
+                      "from %s, cursor %" PRIu64 ":%" PRIu64,
+                      dist->rank, dist->world, dist->node, dist->host, dist->local_rank,
+                      dist->local_world, drank, dworld,
+                      cfg->data_store[0] ? cfg->data_store : cfg->data_socket, r.st.epoch,
+                      r.st.position);
+    }
     if (traind__model_ok(&r.m) && (int)info.vocab_size != vocab) {
         if (resumed) {
             core_log_err("the checkpoint's vocabulary has %d ids, the data's %u: refusing to "
                          "resume (point checkpoint.dir elsewhere for a new run)",
                          vocab, info.vocab_size);
             rc = CORE_EMISMATCH;
-            goto fail;
+        } else {
+            traind__model_free(&r.m);
+            free_buffers(&r);
         }
-        traind__model_free(&r.m);
-        free_buffers(&r);
     }
-    if (resumed && strcmp(r.st.vocab_hash, info.vocab_hash) != 0) {
+    if (rc == 0 && resumed && strcmp(r.st.vocab_hash, info.vocab_hash) != 0) {
         core_log_err("checkpoint %s was trained with vocabulary %s but the data has %s: "
                      "refusing to resume (point checkpoint.dir elsewhere for a new run)",
                      ck_path, r.st.vocab_hash, info.vocab_hash);
         rc = CORE_EMISMATCH;
-        goto fail;
     }
+    CORE_TRY(agree(&r, rc));
     r.meta.vocab_size = (int)info.vocab_size;
     if (!traind__model_ok(&r.m)) {
-        CORE_TRY(build_model(&r, (int)info.vocab_size));
+        rc = build_model(&r, (int)info.vocab_size);
     }
+    CORE_TRY(agree(&r, rc)); /* on every rank: collectives must pair up */
     if (!resumed) {
         traind__model_init(&r.m, cfg->seed);
-        core_log_info("new run: initialised from seed %llu", (unsigned long long)cfg->seed);
+        if (is0) {
+            core_log_info("new run: initialised from seed %llu", (unsigned long long)cfg->seed);
+        }
     }
-    if (cfg->control_socket[0] != '\0') {
+    if (dist->on) {
+        /* Rank 0's weights (fresh or resumed) on every rank, verified by CRC on every rank. */
+        CORE_TRY(traind__dist_bcast_model(dist, &r.m));
+        rc = traind__dist_reducer_new(dist, &r.m, cfg->dist_bucket_mb, cfg->dist_overlap, &r.red);
+        CORE_TRY(agree(&r, rc));
+    }
+    if (is0 && cfg->control_socket[0] != '\0') {
         rc = traind__ctl_start(cfg->control_socket, &r.status, &g_ckpt_now, &g_stop, &r.ctl);
         if (rc < 0) {
             core_log_err("log.control %s: %s", cfg->control_socket, core_strerror(rc));
-            goto fail;
         }
     }
+    CORE_TRY(agree(&r, rc));
     rc = train(&r);
+    if (rc < 0 && dist->on) {
+        /* Failures inside the loop are not agreed: the other ranks may already wait in a
+         * collective. mpirun ends them all (the last checkpoint stays as it was). */
+        core_log_err("rank %d: %s; ending the MPI job", dist->rank, core_strerror(rc));
+        traind__dist_abort(dist, 1);
+    }
 fail:
     traind__ctl_stop(r.ctl);
     traind__data_close(r.data);
+    traind__dist_reducer_free(r.red);
+    traind__dist_free_scratch(dist);
     traind__model_free(&r.m);
     free_buffers(&r);
     core_free_aligned(r.images);
+    core_free(r.cursors);
     pthread_mutex_destroy(&r.status.mu);
     if (lock_fd >= 0) {
         close(lock_fd);
     }
     return rc;
+}
+
+/* Under mpirun: per-rank log name, placeholders in the data paths, and one writer of the shared
+ * outputs (rank 0 owns checkpoints, the control socket, metrics and the Prometheus file). */
+static int dist_setup(traind_cfg_t *cfg, const traind_dist_t *d)
+{
+    static char name[48];
+    snprintf(name, sizeof name, "sc-traind[rank %d of %d]", d->rank, d->world);
+    core_log_init(name);
+    char err[CORE_CFG_ERRLEN], buf[4096];
+    static const char *const keys[] = {"data.socket", "data.store"};
+    for (size_t i = 0; i < 2; i++) {
+        const char *v = i == 0 ? cfg->data_socket : cfg->data_store;
+        if (strchr(v, '{') == NULL) {
+            continue;
+        }
+        int rc = traind__dist_expand(d, v, buf, sizeof buf);
+        if (rc == 0) {
+            rc = core_cfg_set(&traind_cfg_table, cfg, keys[i], buf, "mpirun", err, sizeof err);
+        }
+        if (rc < 0) {
+            core_log_err("%s '%s': cannot expand the placeholders (%s)", keys[i], v,
+                         rc == CORE_ETOO_LARGE ? "too long" : err);
+            return rc;
+        }
+    }
+    if (d->rank != 0) {
+        static const char *const off[] = {"log.control", "log.metrics", "log.prometheus"};
+        for (size_t i = 0; i < 3; i++) {
+            int rc = core_cfg_set(&traind_cfg_table, cfg, off[i], "", "mpirun", err, sizeof err);
+            if (rc < 0) {
+                core_log_err("%s", err);
+                return rc;
+            }
+        }
+    }
+    return 0;
 }
 
 int main(int argc, char **argv)
@@ -579,7 +850,15 @@ int main(int argc, char **argv)
         traind__cfg_free(&cfg);
         return 1;
     }
-    rc = run(&cfg);
+    traind_dist_t dist;
+    rc = traind__dist_init(&argc, &argv, &dist);
+    if (rc == 0 && dist.on) {
+        rc = dist_setup(&cfg, &dist);
+    }
+    if (rc == 0) {
+        rc = run(&cfg, &dist);
+    }
     traind__cfg_free(&cfg);
+    traind__dist_finalize(&dist);
     return rc < 0 ? 1 : 0;
 }

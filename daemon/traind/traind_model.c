@@ -38,6 +38,8 @@ int traind__model_new(const char *name, int image_size, int vocab, int batch, tr
     if (rc < 0) {
         return rc;
     }
+    out->batch = batch;
+    out->vocab = vocab;
     return out->is_cru ? nn_crunet_new(&cc, &out->cru) : nn_vit_new(&out->vc, &out->vit);
 }
 
@@ -89,6 +91,65 @@ int traind__model_forward_loss(traind_model_t *m, const float *images, const uin
     nn_vit_zero_grad(m->vit);
     nn_vit_forward(m->vit, images);
     return nn_vit_loss(m->vit, off, ids, use_idf, loss);
+}
+
+void traind__model_forward(traind_model_t *m, const float *images)
+{
+    if (m->is_cru) {
+        nn_crunet_zero_grad(m->cru);
+        nn_crunet_forward(m->cru, images, 1);
+    } else {
+        nn_vit_zero_grad(m->vit);
+        nn_vit_forward(m->vit, images);
+    }
+}
+
+const float *traind__model_logits(const traind_model_t *m)
+{
+    return m->is_cru ? nn_crunet_logits(m->cru) : nn_vit_logits(m->vit);
+}
+
+float *traind__model_dlogits(traind_model_t *m)
+{
+    return m->is_cru ? nn_crunet_dlogits(m->cru) : nn_vit_dlogits(m->vit);
+}
+
+int traind__model_idf(const traind_model_t *m, nn_idf_t *idf)
+{
+    nn_tensor_t a, b;
+    int rc = m->is_cru ? nn_crunet_find(m->cru, "cap_fq", &a) : nn_vit_find(m->vit, "cap_fq", &a);
+    if (rc == 0) {
+        rc = m->is_cru ? nn_crunet_find(m->cru, "num_samples", &b)
+                       : nn_vit_find(m->vit, "num_samples", &b);
+    }
+    if (rc < 0 || a.dtype != NN_DTYPE_F64 || b.dtype != NN_DTYPE_F64) {
+        return CORE_ENOT_FOUND;
+    }
+    idf->cap_fq = a.data;
+    idf->num_samples = b.data;
+    idf->V = (int)a.numel;
+    return 0;
+}
+
+int64_t traind__model_opt_step(const traind_model_t *m)
+{
+    return m->is_cru ? nn_crunet_opt_step(m->cru) : nn_vit_opt_step(m->vit);
+}
+
+void traind__model_set_opt_step(traind_model_t *m, int64_t step)
+{
+    if (m->is_cru) {
+        nn_crunet_set_opt_step(m->cru, step);
+    } else {
+        nn_vit_set_opt_step(m->vit, step);
+    }
+}
+
+void traind__model_set_backward_hook(traind_model_t *m, nn_vit_backward_hook_fn fn, void *ctx)
+{
+    if (!m->is_cru && m->vit != NULL) {
+        nn_vit_set_backward_hook(m->vit, fn, ctx);
+    }
 }
 
 void traind__model_backward(traind_model_t *m)

@@ -35,4 +35,15 @@ void nn_sc_loss(float *loss_out, float *dlogits, const float *logits, const uint
                 const uint32_t *ids, int B, int V, nn_idf_t *idf, int use_idf, uint32_t *counts,
                 float *tw);
 
+/* Steps 2.-5. of nn_sc_loss alone, for one rank of a data-parallel job (spec 2.1 with W ranks):
+ * the caller has already added the GLOBAL batch's fraction to idf (cap_fq[c] += (float)DF_c /
+ * (float)b_global for the ids present anywhere in the global batch, num_samples += 1). Weights use
+ * the smoothing term 1/b_global; the loss and dlogits are the mean over this call's B samples (the
+ * caller averages the gradients over the ranks). nn_sc_loss(use_idf = 1) is exactly: add this
+ * batch's counts, then this function with b_global = B. idf is read only (NULL when !use_idf).
+ * tw[off[B]] is caller scratch. Never fails. */
+void nn_sc_loss_targets(float *loss_out, float *dlogits, const float *logits, const uint32_t *off,
+                        const uint32_t *ids, int B, int V, const nn_idf_t *idf, int use_idf,
+                        int b_global, float *tw);
+
 #endif

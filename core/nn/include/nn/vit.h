@@ -111,6 +111,13 @@ int nn_vit_loss(nn_vit_t *m, const uint32_t *off, const uint32_t *ids, int use_i
 void nn_vit_zero_grad(nn_vit_t *m);
 /* Backward from dlogits through the whole model; gradients ACCUMULATE into the grad arena. */
 void nn_vit_backward(nn_vit_t *m);
+/* Optional progress callback of nn_vit_backward (data-parallel training starts reducing the
+ * gradients that are final while earlier layers' backward still runs): called on the calling
+ * thread after the head, after each block (last to first) and at the end, with the tensor index
+ * from which on every parameter tensor's gradient is final for this backward (num_tensors - 2
+ * buffers excluded; 0 at the end). fn NULL removes it. Not thread-safe with a running backward. */
+typedef void (*nn_vit_backward_hook_fn)(void *ctx, size_t first_final_tensor);
+void nn_vit_set_backward_hook(nn_vit_t *m, nn_vit_backward_hook_fn fn, void *ctx);
 
 /* One AdamW step over all parameters with learning rate lr (increments the step counter first;
  * clipping by global norm when cfg->clip_norm > 0). *grad_norm_out (may be NULL) receives the
