@@ -20,20 +20,26 @@ _Thread_local uint64_t pl__tok_work;
 
 static inline uint32_t merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id)
 {
-    if (tok->mtab8 != NULL) {
+    if (tok->mbk != NULL) {
         uint32_t key = a << 16 | b;
-        uint64_t i = pl__tok_mix(key) & tok->m8mask;
+        uint64_t bk = pl__tok_mix(key) & tok->mbmask;
         for (;;) {
             pl__tok_work++;
-            uint64_t v = tok->mtab8[i];
-            if ((uint32_t)v == key) {
-                *new_id = (uint32_t)(v >> 48);
-                return (uint32_t)(v >> 32) & 0xffff;
+            const uint32_t *keys = tok->mbk + bk * 16;
+            /* At most one slot matches and no value is 0 (result ids follow the 512 base ids), so
+             * OR-ing the matching values gives the value or 0, without a branch per slot. */
+            uint32_t v = 0;
+            for (int j = 0; j < 8; j++) {
+                v |= keys[j] == key ? keys[8 + j] : 0;
             }
-            if ((uint32_t)v == UINT32_MAX) {
+            if (v != 0) {
+                *new_id = v & 0xffff;
+                return v >> 16;
+            }
+            if (((tok->mbovf[bk / 64] >> (bk % 64)) & 1) == 0) {
                 return PL__TOK_NONE;
             }
-            i = (i + 1) & tok->m8mask;
+            bk = (bk + 1) & tok->mbmask;
         }
     }
     uint64_t key = (uint64_t)a << 32 | b;
@@ -65,8 +71,8 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
     enum { NEW = 0xff };
     /* The first lookups are independent: start all their memory loads before using any. */
     for (size_t i = 0; i + 1 < n; i++) {
-        if (tok->mtab8 != NULL) {
-            __builtin_prefetch(&tok->mtab8[pl__tok_mix(w[i] << 16 | w[i + 1]) & tok->m8mask]);
+        if (tok->mbk != NULL) {
+            __builtin_prefetch(&tok->mbk[(pl__tok_mix(w[i] << 16 | w[i + 1]) & tok->mbmask) * 16]);
         } else {
             uint64_t key = (uint64_t)w[i] << 32 | w[i + 1];
             __builtin_prefetch(&tok->mtab[pl__tok_mix(key) & tok->mmask]);

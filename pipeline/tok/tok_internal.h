@@ -45,11 +45,15 @@ struct pl_tok_s {
      * one 16-byte slot each so a probe touches one cache line. */
     pl__merge_slot_t *mtab;
     uint64_t mmask;
-    /* The same table packed into 8-byte slots when every id and rank fits 16 bits (CLIP: 1 MiB
-     * instead of 2, so more of it stays in the CPU caches): a << 16 | b in the low 32 bits
-     * (UINT32_MAX: empty), rank in bits 32-47, result id in bits 48-63. NULL otherwise. */
-    uint64_t *mtab8;
-    uint64_t m8mask;
+    /* The same table in 64-byte buckets when every id and rank fits 16 bits (CLIP): eight keys
+     * a << 16 | b (UINT32_MAX: empty), then their eight values rank << 16 | result id. A key
+     * lives in its hash's bucket or, when that bucket overflowed (bit set in mbovf), in a later
+     * one; a lookup compares a whole bucket without a branch per slot, so its cost does not
+     * depend on where the key sits (the probe loop's exit was a mispredicted branch per lookup).
+     * NULL otherwise. */
+    uint32_t *mbk;
+    uint64_t *mbovf;
+    uint64_t mbmask; /* buckets - 1 */
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
     pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
