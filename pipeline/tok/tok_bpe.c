@@ -30,7 +30,8 @@ static inline uint32_t merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, u
              * OR-ing the matching values gives the value or 0, without a branch per slot. */
             uint32_t v = 0;
             for (int j = 0; j < 8; j++) {
-                v |= keys[j] == key ? keys[8 + j] : 0;
+                /* a mask, not `?:`, which compilers turn back into a branch per slot */
+                v |= keys[8 + j] & ((uint32_t)0 - (uint32_t)(keys[j] == key));
             }
             if (v != 0) {
                 *new_id = v & 0xffff;
