@@ -7,7 +7,9 @@
 #      PY (default /usr/bin/python3), TMPDIR (where the stores are written, default /tmp).
 # Figures per core: samples and input MB per CPU second (user+sys of the run, so other load on
 # the machine does not count), medians over the rounds; the time split is each run's own
-# (wall-clock per stage, median).
+# (wall-clock per stage, median). The "bound" line says how far verify=full could go if decoding
+# (libjpeg-turbo, libwebp and libspng doing the least work that still reads every image) were all
+# that was left of the C side.
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(dirname "$here")
@@ -69,6 +71,12 @@ END {
         }
         c = "c " vs[a]; p = "py " vs[a]
         if (n[c] && n[p]) printf "ratio C/Py verify=%s: %.1fx samples/s per core\n", vs[a], med(c, "samples_per_cpu_s") / med(p, "samples_per_cpu_s")
+        if (n[c] && n[p] && vs[a] == "full" && med(c, "decode_s") > 0) {
+            # CPU seconds in decode ~ the run CPU time times decode s share of the wall clock
+            dcpu = med(c, "cpu_s") * med(c, "decode_s") / med(c, "wall_s")
+            printf "bound verify=full: decode alone takes ~%.2f of C %.2f CPU s; were every other stage free, C/Py <= %.1fx\n",
+                dcpu, med(c, "cpu_s"), (samples[c] / dcpu) / med(p, "samples_per_cpu_s")
+        }
     }
     print "target: C/Py >= 10x per core with verify=full"
 }' "$out"
