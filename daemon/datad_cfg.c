@@ -82,7 +82,8 @@ static const core_cfg_key_t keys[] = {
       "uid is in allow_uids or its gid in allow_gids; both empty: anyone the socket mode admits. "
       "The daemon's own uid is always allowed."),
     K("socket", "allow_gids", CORE_CFG_STRING, sock_allow_gids, 0, 1024, "", NULL,
-      "Comma-separated gids allowed to connect (see allow_uids)."),
+      "Comma-separated gids allowed to connect (see allow_uids): the peer's primary group or "
+      "any of its supplementary groups (SO_PEERGROUPS)."),
 
     K("server", "workers", CORE_CFG_UINT, workers, 0, 1024, "0", NULL,
       "Batch assembly threads (decode + augment); 0 = number of CPUs."),

@@ -240,7 +240,45 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 
 /* ---- accept ---- */
 
-static int peer_allowed(const datad_t *d, uid_t uid, gid_t gid)
+static int gid_allowed(const datad_cfg_t *cfg, gid_t gid)
+{
+    for (unsigned i = 0; i < cfg->n_allow_gid; i++) {
+        if (cfg->allow_gid[i] == gid) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Is one of the peer's supplementary groups allowed? Users are usually put into the service's
+ * group as a supplementary group (usermod -aG), which SO_PEERCRED's gid does not show; the kernel
+ * hands them over with SO_PEERGROUPS (Linux 4.13), taken at connect() like SO_PEERCRED. */
+static int peer_groups_allowed(const datad_cfg_t *cfg, int fd)
+{
+    gid_t small[64];
+    gid_t *groups = small;
+    socklen_t len = sizeof small;
+    int ok = 0;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+        if (errno != ERANGE || len == 0) {
+            return 0;
+        }
+        groups = core_malloc(len); /* len now says how much is needed */
+        if (groups == NULL || getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) != 0) {
+            core_free(groups);
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < len / sizeof(gid_t) && !ok; i++) {
+        ok = gid_allowed(cfg, groups[i]);
+    }
+    if (groups != small) {
+        core_free(groups);
+    }
+    return ok;
+}
+
+static int peer_allowed(const datad_t *d, int fd, uid_t uid, gid_t gid)
 {
     const datad_cfg_t *cfg = d->cfg;
     if (cfg->n_allow_uid == 0 && cfg->n_allow_gid == 0) {
@@ -254,12 +292,10 @@ static int peer_allowed(const datad_t *d, uid_t uid, gid_t gid)
             return 1;
         }
     }
-    for (unsigned i = 0; i < cfg->n_allow_gid; i++) {
-        if (cfg->allow_gid[i] == gid) {
-            return 1;
-        }
+    if (gid_allowed(cfg, gid)) {
+        return 1;
     }
-    return 0;
+    return cfg->n_allow_gid > 0 && peer_groups_allowed(cfg, fd);
 }
 
 static void on_connection(uv_stream_t *srv, int status, int kind)
@@ -308,7 +344,7 @@ static void on_connection(uv_stream_t *srv, int status, int kind)
     c->uid = cr.uid;
     c->gid = cr.gid;
     const char *what = kind == DATAD_CONN_DATA ? "data" : "control";
-    if (!peer_allowed(d, cr.uid, cr.gid)) {
+    if (!peer_allowed(d, fd, cr.uid, cr.gid)) {
         core_log_warn("%s conn %llu from pid %d uid %u gid %u: not in the allow-list; refused",
                       what, (unsigned long long)c->id, (int)cr.pid, (unsigned)cr.uid,
                       (unsigned)cr.gid);

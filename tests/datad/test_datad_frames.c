@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <grp.h>
 #include <unistd.h>
 
 #include "core/alloc.h"
@@ -321,6 +322,52 @@ T_CASE(datad_permissions_and_notify)
     }
     T_ASSERT_OK(pl_client_next(c, &b));
     pl_client_close(c);
+    td_stop_clean(&d);
+}
+
+/* In a child running as nobody with supplementary groups `groups`: does a status request on the
+ * control socket succeed? Exit code 0 = answered ok, 1 = refused, 3 = could not switch ids. */
+static int ctl_as_nobody_with_groups(const char *ctl, const gid_t *groups, size_t n)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    T_ASSERT(pid >= 0);
+    if (pid == 0) {
+        if (setgroups(n, groups) != 0 || setgid(65534) != 0 || setuid(65534) != 0) {
+            _exit(3);
+        }
+        char resp[8192];
+        int rc = td_ctl(ctl, "{\"cmd\":\"status\"}", resp, sizeof resp);
+        _exit(rc == 0 && strstr(resp, "\"store\"") != NULL ? 0 : 1);
+    }
+    int ws = 0;
+    T_ASSERT(waitpid(pid, &ws, 0) == pid);
+    T_ASSERT(WIFEXITED(ws));
+    return WEXITSTATUS(ws);
+}
+
+T_CASE(datad_allow_gids_supplementary_groups)
+{
+    /* allow_gids admits a peer whose primary group is not listed but one of its supplementary
+     * groups is (how `usermod -aG superclass alice` users connect), and still refuses others. */
+    if (geteuid() != 0) {
+        T_SKIP("needs root to switch uid and groups");
+    }
+    td_daemon_t d;
+    td_init(&d, "suppl");
+    td_store_build(d.store, digits, 1);
+    td_set(&d, "spool.enabled=false");
+    td_set(&d, "server.workers=1");
+    td_set(&d, "socket.mode=0666");
+    td_set(&d, "socket.allow_gids=4343");
+    td_start(&d);
+    T_ASSERT(chmod(t_tmpdir(), 0711) == 0);
+    T_ASSERT(chmod(d.dir, 0711) == 0);
+    const gid_t member[] = {4100, 4343, 4200};
+    const gid_t outsider[] = {4100, 4344};
+    T_ASSERT_EQ(ctl_as_nobody_with_groups(d.ctl, member, 3), 0);
+    T_ASSERT_EQ(ctl_as_nobody_with_groups(d.ctl, outsider, 2), 1);
+    T_ASSERT_EQ(ctl_as_nobody_with_groups(d.ctl, NULL, 0), 1);
     td_stop_clean(&d);
 }
 
