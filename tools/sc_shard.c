@@ -74,6 +74,7 @@ static const char usage_text[] =
     "  top-tokens STORE [-n N] [--vocab FILE]\n"
     "                       document frequency of label tokens (the corpus' IDF view)\n"
     "  export STORE OUTDIR  write the records back as webdataset tars, one per source file\n"
+    "                       (never overwrites; same-named sources go to OUTDIR/dup-K/)\n"
     "  digest STORE         order-independent content digest (FORMAT.md §3)\n"
     "\n"
     "global options: --json (machine-readable output), --help\n"
@@ -1119,7 +1120,8 @@ static int cmd_top_tokens(opts_t *o)
 /* ---- export ---- */
 
 typedef struct exp_item_s {
-    uint32_t src; /* index into names */
+    uint32_t src;  /* index into names */
+    uint32_t copy; /* 0, or k for the k-th other source file with the same name (see below) */
     uint64_t sample_index;
     uint64_t seq;
 } exp_item_t;
@@ -1160,7 +1162,7 @@ static int exp_collect(void *ud, uint64_t seq, const uint8_t *v, size_t len)
         e->cap = e->cap ? e->cap * 2 : 1024;
         e->items = core_realloc_or_die(e->items, e->cap * sizeof(exp_item_t));
     }
-    e->items[e->n++] = (exp_item_t){src, r.sample_index, seq};
+    e->items[e->n++] = (exp_item_t){src, 0, r.sample_index, seq};
     return 0;
 }
 
@@ -1169,6 +1171,9 @@ static int cmp_item(const void *a, const void *b)
     const exp_item_t *x = a, *y = b;
     if (x->src != y->src) {
         return x->src < y->src ? -1 : 1;
+    }
+    if (x->copy != y->copy) {
+        return x->copy < y->copy ? -1 : 1;
     }
     if (x->sample_index != y->sample_index) {
         return x->sample_index < y->sample_index ? -1 : 1;
@@ -1194,6 +1199,90 @@ static int tar_add(struct archive *a, const char *name, const void *data, size_t
     return 0;
 }
 
+/* Records keep only their source's base name, so two archives with the same name in different
+ * directories share it. A file has one record per sample index, so among the records of one name
+ * with the same sample index the k-th by sequence number (ingest is file by file) comes from the
+ * k-th such file: it goes to OUTDIR/dup-k/NAME, keeping the name, so re-ingesting OUTDIR
+ * reproduces the store. Needs items sorted by cmp_item with every copy 0; re-sorts them. */
+static uint32_t exp_split_same_names(exp_t *e)
+{
+    uint32_t max_copy = 0;
+    for (size_t i = 1; i < e->n; i++) {
+        exp_item_t *p = &e->items[i - 1], *it = &e->items[i];
+        if (it->src == p->src && it->sample_index == p->sample_index) {
+            it->copy = p->copy + 1;
+            max_copy = it->copy > max_copy ? it->copy : max_copy;
+        }
+    }
+    if (max_copy > 0) {
+        qsort(e->items, e->n, sizeof(exp_item_t), cmp_item);
+    }
+    return max_copy;
+}
+
+/* The tar of item `it` (part: its temporary name). Returns 0, or CORE_ETOO_LARGE (message
+ * printed) when the path does not fit. */
+static int exp_path(char *path, size_t cap, const char *out, const exp_t *e,
+                    const exp_item_t *it, int part)
+{
+    const char *nm = e->names[it->src];
+    char dup[32] = "";
+    if (it->copy != 0) {
+        snprintf(dup, sizeof dup, "/dup-%u", it->copy);
+    }
+    int n = snprintf(path, cap, "%s%s/%s%s%s%s", out, dup, part ? "." : "",
+                     nm[0] ? nm : "unnamed", is_shard_name(nm) ? "" : ".tar", part ? ".part" : "");
+    if (n < 0 || (size_t)n >= cap) {
+        fprintf(stderr, "sc-shard: export: the path for %s under %s is too long\n", nm, out);
+        return CORE_ETOO_LARGE;
+    }
+    return 0;
+}
+
+/* Before anything is written: no tar of this export may exist already (an export into the
+ * directory the shards came from must not overwrite them). */
+static int exp_check_free(const char *out, const exp_t *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (i > 0 && e->items[i].src == e->items[i - 1].src &&
+            e->items[i].copy == e->items[i - 1].copy) {
+            continue;
+        }
+        char path[PATH_MAX];
+        int rc = exp_path(path, sizeof path, out, e, &e->items[i], 0);
+        if (rc < 0) {
+            return rc;
+        }
+        if (access(path, F_OK) == 0) {
+            fprintf(stderr,
+                    "sc-shard: export: %s exists; export into an empty directory (nothing was "
+                    "written)\n",
+                    path);
+            return CORE_ERR(EEXIST);
+        }
+    }
+    return 0;
+}
+
+/* Finishes the tar being written: close, then move .NAME.part to NAME without replacing. */
+static int exp_finish(struct archive *a, const char *part, const char *final, int ok)
+{
+    int rc = archive_write_close(a) == ARCHIVE_OK ? 0 : CORE_ERR(EIO);
+    if (rc < 0) {
+        fprintf(stderr, "sc-shard: export: %s: %s\n", part, archive_error_string(a));
+    }
+    archive_write_free(a);
+    if (ok && rc == 0) {
+        /* link + unlink: fails with EEXIST instead of replacing a file that appeared meanwhile */
+        if (link(part, final) != 0) {
+            rc = CORE_ERR(errno);
+            fprintf(stderr, "sc-shard: export: %s: %s\n", final, strerror(errno));
+        }
+    }
+    unlink(part);
+    return ok ? rc : 0;
+}
+
 static int cmd_export(opts_t *o)
 {
     if (o->n_pos != 2) {
@@ -1208,15 +1297,33 @@ static int cmd_export(opts_t *o)
     exp_t e;
     memset(&e, 0, sizeof(e));
     int rc = pl_store_foreach(st, exp_collect, &e);
+    uint32_t dups = 0;
     if (rc == 0 && e.n) {
         qsort(e.items, e.n, sizeof(exp_item_t), cmp_item);
+        dups = exp_split_same_names(&e);
+        rc = exp_check_free(out, &e);
+    }
+    for (uint32_t k = 1; k <= dups && rc == 0; k++) {
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof dir, "%s/dup-%u", out, k);
+        if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+            fprintf(stderr, "sc-shard: %s: %s\n", dir, strerror(errno));
+            rc = CORE_ERR(errno);
+        }
+    }
+    if (rc == 0 && dups > 0) {
+        fprintf(stderr,
+                "sc-shard: export: several source files share a name; the extra ones go to "
+                "%s/dup-1 .. dup-%u (names kept)\n",
+                out, dups);
     }
     pl_store_reader_t *rd = NULL;
     if (rc == 0) {
         rc = pl_store_reader_open(st, &rd);
     }
     struct archive *a = NULL;
-    uint32_t cur = UINT32_MAX;
+    char part[PATH_MAX], final[PATH_MAX];
+    uint32_t cur = UINT32_MAX, cur_copy = 0;
     size_t n_tars = 0;
     char *cap = NULL;
     size_t cap_len = 0;
@@ -1224,31 +1331,45 @@ static int cmd_export(opts_t *o)
     core_progress_init(&bar, "export", e.n, o->no_progress || g_json ? -1 : 0);
     for (size_t i = 0; i < e.n && rc == 0; i++) {
         exp_item_t *it = &e.items[i];
-        if (it->src != cur) {
+        if (it->src != cur || it->copy != cur_copy) {
             if (a) {
-                if (archive_write_close(a) != ARCHIVE_OK) {
-                    rc = CORE_ERR(EIO);
+                rc = exp_finish(a, part, final, 1);
+                a = NULL;
+                if (rc < 0) {
+                    break;
+                }
+            }
+            /* Written under a hidden name (skipped by ingest and the daemon's spool) and moved
+             * into place when complete: a killed export leaves no half tar under a real name. */
+            rc = exp_path(part, sizeof part, out, &e, it, 1);
+            if (rc == 0) {
+                rc = exp_path(final, sizeof final, out, &e, it, 0);
+            }
+            if (rc < 0) {
+                break;
+            }
+            a = archive_write_new();
+            archive_write_set_format_ustar(a);
+            if (strstr(final, ".gz")) {
+                archive_write_add_filter_gzip(a);
+            } else if (strstr(final, ".zst") || strstr(final, ".tzst")) {
+                archive_write_add_filter_zstd(a);
+            }
+            int fd = open(part, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+            if (fd < 0 || archive_write_open_fd(a, fd) != ARCHIVE_OK) {
+                fprintf(stderr, "sc-shard: %s: %s\n", part,
+                        fd < 0 ? strerror(errno) : archive_error_string(a));
+                rc = CORE_ERR(fd < 0 ? errno : EIO);
+                if (fd >= 0) {
+                    close(fd);
+                    unlink(part);
                 }
                 archive_write_free(a);
                 a = NULL;
-            }
-            char path[PATH_MAX];
-            const char *nm = e.names[it->src];
-            snprintf(path, sizeof(path), "%s/%s%s", out, nm[0] ? nm : "unnamed",
-                     is_shard_name(nm) ? "" : ".tar");
-            a = archive_write_new();
-            archive_write_set_format_ustar(a);
-            if (strstr(path, ".gz")) {
-                archive_write_add_filter_gzip(a);
-            } else if (strstr(path, ".zst") || strstr(path, ".tzst")) {
-                archive_write_add_filter_zstd(a);
-            }
-            if (archive_write_open_filename(a, path) != ARCHIVE_OK) {
-                fprintf(stderr, "sc-shard: %s: %s\n", path, archive_error_string(a));
-                rc = CORE_ERR(EIO);
                 break;
             }
             cur = it->src;
+            cur_copy = it->copy;
             n_tars++;
         }
         const uint8_t *v;
@@ -1297,10 +1418,8 @@ static int cmd_export(opts_t *o)
     }
     core_progress_finish(&bar, NULL);
     if (a) {
-        if (archive_write_close(a) != ARCHIVE_OK && rc == 0) {
-            rc = CORE_ERR(EIO);
-        }
-        archive_write_free(a);
+        int frc = exp_finish(a, part, final, rc == 0);
+        rc = rc < 0 ? rc : frc;
     }
     if (rc < 0) {
         fprintf(stderr, "sc-shard: export: %s\n", core_strerror(rc));

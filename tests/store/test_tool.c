@@ -1,6 +1,7 @@
 /* sc-shard end to end: create/ingest/ls/stat/get/cat/top-tokens/digest/export round trip, --json,
  * --help, exit codes (vocabulary mismatch, not found, usage), and verify naming a corrupted
  * record. Reads ../shared/data (skips if absent). */
+#include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
 #include <signal.h>
@@ -184,6 +185,82 @@ T_CASE(tool_ingest_inspect_export_round_trip)
     j = run_json(vf, 0);
     T_ASSERT_EQ(json_integer_value(json_object_get(j, "bad")), 0);
     json_decref(j);
+}
+
+static void copy_to(const char *src, const char *dir, const char *name)
+{
+    T_ASSERT(mkdir(dir, 0755) == 0 || errno == EEXIST);
+    char dst[1200];
+    snprintf(dst, sizeof dst, "%s/%s", dir, name);
+    size_t len = 0;
+    char *data = t_read_file(src, &len);
+    int fd = open(dst, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    T_ASSERT(fd >= 0);
+    T_ASSERT(write(fd, data, len) == (ssize_t)len);
+    T_ASSERT(close(fd) == 0);
+    core_free(data);
+}
+
+static void digest_of(const char *sc, const char *store, char out[65], long long *records)
+{
+    const char *dg[] = {sc, "digest", store, "--json", NULL};
+    json_t *j = run_json(dg, 0);
+    snprintf(out, 65, "%s", json_string_value(json_object_get(j, "digest")));
+    *records = (long long)json_integer_value(json_object_get(j, "records"));
+    json_decref(j);
+}
+
+T_CASE(tool_export_same_names_and_no_overwrite)
+{
+    /* Two archives named shard.tar from different directories: export keeps them apart
+     * (shard.tar and dup-1/shard.tar) so re-ingesting the export reproduces the store. A second
+     * export into the same directory refuses to overwrite anything and leaves no temporary files. */
+    char store[512], vocab[4096];
+    setup(store, sizeof(store), vocab, sizeof(vocab));
+    const char *sc = bin();
+    char a[600], b[600], exp[600], store2[600];
+    snprintf(a, sizeof a, "%s/a", t_tmpdir());
+    snprintf(b, sizeof b, "%s/b", t_tmpdir());
+    copy_to(t_shared("corpus/digits/digits-000000.tar"), a, "shard.tar");
+    copy_to(t_shared("corpus/digits/digits-000001.tar"), b, "shard.tar");
+    const char *in[] = {sc, "ingest", store, a, b, "--quiet", NULL};
+    T_ASSERT_EQ(run(in, NULL, NULL), 0);
+    char d1[65];
+    long long n1 = 0;
+    digest_of(sc, store, d1, &n1);
+    T_ASSERT(n1 > 0);
+
+    snprintf(exp, sizeof exp, "%s/export", t_tmpdir());
+    const char *ex[] = {sc, "export", store, exp, NULL};
+    T_ASSERT_EQ(run(ex, NULL, NULL), 0);
+    char p1[700], p2[700];
+    snprintf(p1, sizeof p1, "%s/shard.tar", exp);
+    snprintf(p2, sizeof p2, "%s/dup-1/shard.tar", exp);
+    struct stat s1, s2;
+    T_ASSERT(stat(p1, &s1) == 0);
+    T_ASSERT(stat(p2, &s2) == 0);
+
+    snprintf(store2, sizeof store2, "%s/store2", t_tmpdir());
+    const char *c2[] = {sc, "create", store2, "--vocab", vocab, NULL};
+    T_ASSERT_EQ(run(c2, NULL, NULL), 0);
+    const char *in2[] = {sc, "ingest", store2, exp, "--quiet", NULL};
+    T_ASSERT_EQ(run(in2, NULL, NULL), 0);
+    char d2[65];
+    long long n2 = 0;
+    digest_of(sc, store2, d2, &n2);
+    T_ASSERT_EQ(n2, n1);
+    T_ASSERT_STR_EQ(d2, d1);
+
+    /* Again into the same directory: refused, nothing touched, no .part files. */
+    T_ASSERT(run(ex, NULL, NULL) != 0);
+    struct stat t1, t2;
+    T_ASSERT(stat(p1, &t1) == 0 && stat(p2, &t2) == 0);
+    T_ASSERT(t1.st_size == s1.st_size && t1.st_mtim.tv_sec == s1.st_mtim.tv_sec &&
+             t1.st_mtim.tv_nsec == s1.st_mtim.tv_nsec && t1.st_ino == s1.st_ino);
+    T_ASSERT(t2.st_size == s2.st_size && t2.st_ino == s2.st_ino);
+    char part[700];
+    snprintf(part, sizeof part, "%s/.shard.tar.part", exp);
+    T_ASSERT(access(part, F_OK) != 0);
 }
 
 T_CASE(tool_exit_codes_help_vocab)
