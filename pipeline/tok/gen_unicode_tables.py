@@ -118,6 +118,9 @@ def main():
     nfc_unsafe = ranges(lambda cp: unicodedata.combining(chr(cp)) != 0 or cp in maybe or
                         unicodedata.normalize('NFC', chr(cp)) != chr(cp))
     assert nfc_unsafe[0][0] >= 0x300, nfc_unsafe[0]
+    # The NFC_Quick_Check No/Maybe part alone: the rest of nfc_unsafe are marks (class > 0) that
+    # NFC leaves alone unless they follow another mark out of order.
+    nfc_qc = ranges(lambda cp: cp in maybe or unicodedata.normalize('NFC', chr(cp)) != chr(cp))
 
     cased_stop = ranges(lambda cp: final(chr(cp) + SIGMA))
     ignorable = ranges(lambda cp: final('A' + chr(cp) + SIGMA) and not final(chr(cp) + SIGMA))
@@ -160,8 +163,11 @@ def main():
         'ignorable': 'Case_Ignorable (inclusive ranges).',
         'nfc_unsafe': 'Combining class > 0 or NFC_Quick_Check No/Maybe (inclusive ranges; none\n'
                       ' * below U+0300): text without these is already NFC.',
+        'nfc_qc': 'NFC_Quick_Check No or Maybe (inclusive ranges): nfc_unsafe less the marks that\n'
+                  ' * are NFC-quick-check Yes.',
     }
-    for name, rs_ in (('cased', cased_stop), ('ignorable', ignorable), ('nfc_unsafe', nfc_unsafe)):
+    for name, rs_ in (('cased', cased_stop), ('ignorable', ignorable), ('nfc_unsafe', nfc_unsafe),
+                      ('nfc_qc', nfc_qc)):
         w('')
         w('/* %s */' % notes[name])
         w('#define PL__UNI_N_%s %d' % (name.upper(), len(rs_)))

@@ -1,14 +1,15 @@
 /* The fast cleaning path: most captions need nothing of the cleaning chain (tok_clean.c) but
- * str.lower. Text without '&' (no html.unescape) whose code points are all NFC-quick-yes with
- * combining class 0 (already NFC, so normalising changes nothing) and that has no capital sigma
- * (the one context-dependent lowercase mapping) cleans to its lowercase with whitespace runs
- * collapsed. This file writes that lowercase in one pass; the caller (tok.c) splits it into
+ * str.lower. Text without '&' (no html.unescape) that passes the NFC quick check (every code
+ * point NFC_Quick_Check Yes, combining marks in canonical order: normalising changes nothing; we
+ * check it conservatively, no two marks in a row) and that has no capital sigma (the one
+ * context-dependent lowercase mapping) cleans to its lowercase with whitespace runs collapsed. This file writes that lowercase in one pass; the caller (tok.c) splits it into
  * pre-tokens treating every str.isspace character as a separator, which gives the pieces of the
  * collapsed, stripped text without building it (the pattern never matches across whitespace, and
  * lowercasing neither makes nor removes whitespace).
  *
  * Anything else (and invalid UTF-8, so the error comes from the one place that reports it) is
  * left to the full chain, so results never depend on which path ran. */
+#include <stdint.h>
 #include <string.h>
 
 #include "tok_internal.h"
@@ -17,6 +18,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     size_t i = 0, o = 0;
+    size_t mark_end = SIZE_MAX; /* where the last combining mark ended */
     int init = 0;
     for (;;) {
         /* ASCII eight bytes at a time: check for '&' and lowercase 'A'..'Z' without branches. */
@@ -60,8 +62,18 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
             return 0; /* the full chain reports CORE_EBAD_UTF8 */
         }
         uint8_t p = pl__uni_props(cp);
+        if ((p & PL__BMP_NFC_UNSAFE) != 0) {
+            /* A combining mark that is NFC-quick-check Yes (virama, nukta, Thai vowel signs and
+             * tone marks) keeps the text NFC unless it follows another mark out of canonical
+             * order; two marks in a row are rare, so they go to the full chain unchecked, as does
+             * any character that NFC may change (quick check No or Maybe). */
+            if ((p & PL__BMP_NFC_QC) != 0 || at == mark_end) {
+                return 0;
+            }
+            mark_end = i;
+        }
         /* A mapping writes at most 2 code points (pl__uni_lower_max), 8 bytes. */
-        if ((p & PL__BMP_NFC_UNSAFE) != 0 || cap - o < 8) {
+        if (cap - o < 8) {
             return 0;
         }
         if ((p & PL__BMP_LOWER_SAME) != 0) {

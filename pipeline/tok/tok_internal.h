@@ -117,6 +117,7 @@ enum {
     PL__BMP_NFC_UNSAFE = 8,  /* !pl__uni_nfc_quick_yes */
     PL__BMP_PYSPACE = 16,    /* pl__uni_is_pyspace */
     PL__BMP_LOWER_SAME = 32, /* str.lower maps it to itself (never U+03A3) */
+    PL__BMP_NFC_QC = 64,     /* NFC_Quick_Check No or Maybe (the rest of NFC_UNSAFE: marks) */
 };
 extern uint8_t pl__uni_bmp[0x10000];
 /* The same for plane 1 (U+10000..U+1FFFF: emoji, historic scripts), filled by the same call. */

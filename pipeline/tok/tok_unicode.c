@@ -306,6 +306,9 @@ uint8_t pl__uni_props_of(uint32_t cp)
     uint8_t v = (uint8_t)pl__uni_class(cp);
     if (!pl__uni_nfc_quick_yes(cp)) {
         v |= PL__BMP_NFC_UNSAFE;
+        if (in_ranges(pl__uni_nfc_qc, PL__UNI_N_NFC_QC, cp)) {
+            v |= PL__BMP_NFC_QC;
+        }
     }
     if (pl__uni_is_pyspace(cp)) {
         v |= PL__BMP_PYSPACE;

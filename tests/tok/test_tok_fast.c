@@ -79,13 +79,19 @@ static const atom_t atoms[] = {
     A("\xF3\xA0\x80\x81"),     /* U+E0001 language tag */
     A("\xF4\x8F\xBF\xBF"),     /* U+10FFFF */
     A("\xEF\xBF\xBD"),         /* U+FFFD */
+    A("\xE0\xA4\x95\xE0\xA5\x8D"), /* Devanagari KA + virama (a mark, quick check Yes) */
+    A("\xE0\xA4\xBC"),         /* Devanagari nukta */
+    A("\xE0\xB8\xB8"),         /* Thai sara u (class 103) */
+    A("\xE0\xB9\x88"),         /* Thai mai ek (class 107) */
+    A("\xE0\xB8\xB8\xE0\xB9\x88"), /* two marks in order */
+    A("\xCD\x85"),             /* U+0345 (a mark; no class under IGNORECASE) */
     /* bail: */
     A("\xCE\xA3"),             /* Σ (final-sigma rule) */
     A("\xCC\x81"),             /* combining acute */
     A("e\xCC\x81"),            /* e + combining acute (NFC composes) */
-    A("\xCD\x85"),             /* U+0345 (no class under IGNORECASE) */
+    A("\xE0\xB9\x88\xE0\xB8\xB8"), /* two marks out of order (NFC swaps them) */
     A("\xE0\xA6\xBE"),         /* Bengali AA (NFC maybe) */
-    A("\xE0\xA5\x8D"),         /* Devanagari virama */
+    A("\xE0\xA7\x87\xE0\xA6\xBE"), /* Bengali E + AA (NFC composes them) */
     A("\xF0\x90\xBB\xBD"),     /* U+10EFD (new mark, NFC break) */
     A("&amp;"), A("&"), A("&lt;b&gt;"),
     A("\xFF"), A("\xC0\x80"), A("\xE2\x82"), A("\xED\xA0\x80"), A("\xF4\x90\x80\x80"),
@@ -286,6 +292,9 @@ T_CASE(fast_path_takes_and_hands_over)
         {"caf\xC3\xA9 & bar", 0, NULL},
         {"ab\xFF", 0, NULL},
         {"\xE0\xA6\x95\xE0\xA6\xBE", 0, NULL},
+        {"\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7", 1, "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7"},
+        {"\xE0\xB8\x81\xE0\xB9\x88\xE0\xB8\xB8", 0, NULL},
+        {"\xCC\x81", 0, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         uint8_t low[64 + PL__TOK_FAST_PAD];
