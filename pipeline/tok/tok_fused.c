@@ -14,34 +14,59 @@
 
 #include "tok_internal.h"
 
-int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+/* Lowercases eight ASCII bytes ('A'..'Z' -> +32, exact for bytes < 0x80: no carries between
+ * bytes); returns 0 when one of them is '&'. */
+static inline int lower8(uint64_t *w)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    uint64_t x = *w ^ (ones * '&');
+    if (((x - ones) & ~x & highs) != 0) {
+        return 0;
+    }
+    uint64_t ge_a = *w + ones * (0x80 - 'A');
+    uint64_t gt_z = *w + ones * (0x80 - 'Z' - 1);
+    *w |= (ge_a & ~gt_z & highs) >> 2;
+    return 1;
+}
+
+int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+{
+    const uint64_t highs = 0x8080808080808080ull;
     size_t i = 0, o = 0;
+    size_t run_i = 0, run_o = 0;  /* where the current stretch of ASCII began, in s and out */
     size_t mark_end = SIZE_MAX; /* where the last combining mark ended */
     int init = 0;
     for (;;) {
-        /* ASCII eight bytes at a time: check for '&' and lowercase 'A'..'Z' without branches. */
+        /* ASCII eight bytes at a time. */
         while (len - i >= 8 && cap - o >= 8) {
             uint64_t w;
             memcpy(&w, s + i, 8); /* a fixed-size copy is one load */
             if ((w & highs) != 0) {
                 break;
             }
-            uint64_t x = w ^ (ones * '&');
-            if (((x - ones) & ~x & highs) != 0) {
-                return 0; /* some byte is '&' */
+            if (!lower8(&w)) {
+                return 0;
             }
-            /* 'A'..'Z' -> +32; exact for bytes < 0x80 (no carries between bytes) */
-            uint64_t ge_a = w + ones * (0x80 - 'A');
-            uint64_t gt_z = w + ones * (0x80 - 'Z' - 1);
-            w |= (ge_a & ~gt_z & highs) >> 2;
             memcpy(out + o, &w, 8);
             i += 8;
             o += 8;
         }
         if (i == len) {
             break;
+        }
+        uint64_t w;
+        if (len - i < 8 && len >= 8 && len - 8 >= run_i && run_o + (len - run_i) <= cap) {
+            /* The last few bytes: redo the last eight as one word when they all belong to the
+             * current ASCII stretch (the bytes done twice come out the same). */
+            memcpy(&w, s + len - 8, 8);
+            if ((w & highs) == 0) {
+                if (!lower8(&w)) {
+                    return 0;
+                }
+                memcpy(out + run_o + (len - 8 - run_i), &w, 8);
+                o = run_o + (len - run_i);
+                break;
+            }
         }
         uint8_t c = s[i];
         if (c < 0x80) {
@@ -77,19 +102,27 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
             return 0;
         }
         if ((p & PL__BMP_LOWER_SAME) != 0) {
-            for (size_t k = at; k < i; k++) {
-                out[o++] = s[k];
+            if (len - at >= 4) {
+                memcpy(out + o, s + at, 4); /* one copy; the bytes past the character are
+                                               overwritten next or are padding */
+                o += i - at;
+            } else {
+                for (size_t k = at; k < i; k++) {
+                    out[o++] = s[k];
+                }
             }
-            continue;
+        } else {
+            if (cp == 0x3A3) {
+                return 0; /* final sigma depends on the neighbours: the full chain knows it */
+            }
+            uint32_t low[3];
+            int k = pl__uni_lower(cp, low);
+            for (int j = 0; j < k; j++) {
+                o += pl__utf8_put(out + o, low[j]);
+            }
         }
-        if (cp == 0x3A3) {
-            return 0; /* final sigma depends on the neighbours: the full chain knows the rule */
-        }
-        uint32_t low[3];
-        int k = pl__uni_lower(cp, low);
-        for (int j = 0; j < k; j++) {
-            o += pl__utf8_put(out + o, low[j]);
-        }
+        run_i = i;
+        run_o = o;
     }
     memset(out + o, 0, PL__TOK_FAST_PAD); /* key words may read past the end */
     *out_len = o;
