@@ -782,25 +782,6 @@ static int cmd_stat(opts_t *o)
 
 /* ---- get / cat ---- */
 
-typedef struct find_s {
-    const char *key;
-    uint64_t seq;
-    int found;
-} find_t;
-
-static int find_cb(void *ud, uint64_t seq, const uint8_t *v, size_t len)
-{
-    find_t *f = ud;
-    pl_record_t r;
-    if (pl_record_decode(v, len, &r) == 0 && r.member_key_len == strlen(f->key) &&
-        memcmp(r.member_key, f->key, r.member_key_len) == 0) {
-        f->seq = seq;
-        f->found = 1;
-        return 1;
-    }
-    return 0;
-}
-
 /* KEY: "#N" or digits without a leading zero are a sequence number; "key:NAME" or anything else is
  * a member key (first match in sequence order). Webdataset keys are usually zero-padded digits
  * ("000123"), which therefore read as keys. */
@@ -819,16 +800,7 @@ static int resolve_key(pl_store_t *st, const char *key, uint64_t *seq)
     if (strncmp(key, "key:", 4) == 0) {
         key += 4;
     }
-    find_t f = {key, 0, 0};
-    int rc = pl_store_foreach(st, find_cb, &f);
-    if (rc < 0) {
-        return rc;
-    }
-    if (!f.found) {
-        return CORE_ENOT_FOUND;
-    }
-    *seq = f.seq;
-    return 0;
+    return pl_store_find_key(st, key, strlen(key), seq);
 }
 
 static int cmd_get(opts_t *o, int cat)

@@ -179,6 +179,23 @@ int pl_record_encode(const pl_record_in_t *in, uint8_t *out, size_t cap, size_t 
     return 0;
 }
 
+int pl_record_member_key(const uint8_t *buf, size_t len, const char **key, size_t *key_len)
+{
+    if (len < PL_RECORD_HEADER + 4 || get32(buf) != PL_RECORD_MAGIC ||
+        get16(buf + 4) != PL_RECORD_VERSION) {
+        return CORE_ECORRUPT;
+    }
+    size_t off = (size_t)PL_RECORD_HEADER + 4u * ((size_t)buf[14] + buf[15]) + get32(buf + 36) +
+                 get16(buf + 44);
+    size_t kl = get16(buf + 46);
+    if (off > len - 4 || kl > len - 4 - off) {
+        return CORE_ECORRUPT;
+    }
+    *key = (const char *)buf + off;
+    *key_len = kl;
+    return 0;
+}
+
 int pl_record_decode(const uint8_t *buf, size_t len, pl_record_t *rec)
 {
     memset(rec, 0, sizeof(*rec));

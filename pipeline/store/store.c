@@ -28,9 +28,10 @@
 
 typedef struct shard_s {
     MDB_env *env;
-    MDB_dbi recs, prog, rej, info;
+    MDB_dbi recs, prog, rej, info, keys;
     int valid; /* DBs and info present */
     uint64_t first_seq, next_seq;
+    uint64_t keys_from; /* records from this seq on are in `keys` (older shards: not before) */
     char name[32];
 } shard_t;
 
@@ -470,6 +471,30 @@ static int shard_load(pl_store_t *st, shard_t *s, uint64_t first_seq_if_new)
     } else if (e != MDB_NOTFOUND) {
         CORE_TRY(pl__store_mdb_err(e, "cursor last", s->name));
     }
+    /* The member-key index (FORMAT.md §3) covers the records from info "keys_from" on: a shard
+     * written before the index existed gets it from its next record, its older ones stay findable
+     * by a scan. The flags are persistent, so readers pass the same ones. */
+    s->keys_from = s->next_seq;
+    e = mdb_dbi_open(txn, "keys", fl | MDB_DUPSORT | MDB_DUPFIXED, &s->keys);
+    if (e == 0) {
+        MDB_val fk = {9, "keys_from"}, fv;
+        e = mdb_get(txn, s->info, &fk, &fv);
+        if (e == MDB_NOTFOUND && st->writable) {
+            uint8_t b[8];
+            be64(b, s->next_seq);
+            fv.mv_size = 8;
+            fv.mv_data = b;
+            CORE_TRY(pl__store_mdb_err(mdb_put(txn, s->info, &fk, &fv, 0), "put keys_from",
+                                       s->name));
+        } else if (e == 0) {
+            CORE_FAIL_IF(fv.mv_size != 8, CORE_ECORRUPT);
+            s->keys_from = rd_be64(fv.mv_data);
+        } else if (e != MDB_NOTFOUND) {
+            CORE_TRY(pl__store_mdb_err(e, "get keys_from", s->name));
+        }
+    } else if (e != MDB_NOTFOUND) {
+        CORE_TRY(pl__store_mdb_err(e, "dbi keys", s->name));
+    }
     /* Commit even a read txn: DBI handles opened in an aborted txn are closed with it. */
     rc = pl__store_mdb_err(mdb_txn_commit(txn), "commit", s->name);
     txn = NULL;
@@ -514,7 +539,7 @@ static int shard_open(pl_store_t *st, uint32_t idx, uint64_t first_seq_if_new, i
     shard_t s;
     memset(&s, 0, sizeof(s));
     memcpy(s.name, name, sizeof(name));
-    CORE_TRY(env_open(path, st->writable, st->caps.map_initial_bytes, 4, &s.env));
+    CORE_TRY(env_open(path, st->writable, st->caps.map_initial_bytes, 5, &s.env));
     rc = shard_load(st, &s, first_seq_if_new);
     if (rc < 0) {
         shard_close(&s);
@@ -904,6 +929,17 @@ int pl_store_rejects(pl_store_t *st, pl_store_reject_cb cb, void *ud)
 
 /* ---- commit ---- */
 
+/* FNV-1a: the member-key index stores this 64-bit hash, not the key (LMDB keys are at most 511
+ * bytes, member keys up to 4096); lookups compare the real keys of the hits. */
+static uint64_t key_hash(const char *k, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ (uint8_t)k[i]) * 1099511628211ull;
+    }
+    return h;
+}
+
 static int batch_write(pl_store_t *st, shard_t *s, const pl_store_batch_t *b, int *mdb_e)
 {
     MDB_txn *txn = NULL;
@@ -917,6 +953,14 @@ static int batch_write(pl_store_t *st, shard_t *s, const pl_store_batch_t *b, in
         be64(kb, s->next_seq + i);
         MDB_val k = {8, kb}, v = {b->rec_lens[i], (void *)b->recs[i]};
         e = mdb_put(txn, s->recs, &k, &v, MDB_APPEND);
+        const char *mk;
+        size_t mkl;
+        if (!e && pl_record_member_key(b->recs[i], b->rec_lens[i], &mk, &mkl) == 0) {
+            uint8_t hb[8];
+            be64(hb, key_hash(mk, mkl));
+            MDB_val hk = {8, hb}, hv = {8, kb}; /* dups sorted: BE seqs ascend */
+            e = mdb_put(txn, s->keys, &hk, &hv, 0);
+        }
     }
     const char *fname = b->progress->name;
     size_t fl = strnlen(fname, sizeof(b->progress->name));
@@ -1158,6 +1202,90 @@ int pl_store_get(pl_store_reader_t *rd, uint64_t seq, const uint8_t **val, size_
     *val = v.mv_data;
     *len = v.mv_size;
     return 0;
+}
+
+/* Does record (k, v) of a shard have member key `key`? 1 yes, 0 no, or an error. */
+static int rec_has_key(const MDB_val *k, const MDB_val *v, const char *key, size_t len)
+{
+    const char *mk;
+    size_t mkl;
+    if (k->mv_size != 8 || pl_record_member_key(v->mv_data, v->mv_size, &mk, &mkl) < 0) {
+        return CORE_ECORRUPT;
+    }
+    return mkl == len && memcmp(mk, key, len) == 0;
+}
+
+/* The first record with `key` in shard s: a scan of its unindexed seqs [first_seq, keys_from),
+ * then the index's hits in seq order. */
+static int shard_find_key(shard_t *s, MDB_txn *txn, const char *key, size_t len, uint64_t *seq)
+{
+    MDB_cursor *cur = NULL;
+    int rc = 0, e, found = 0; /* CORE_TRY overwrites rc, so "found" is its own flag */
+    if (s->keys_from > s->first_seq) {
+        CORE_TRY(pl__store_mdb_err(mdb_cursor_open(txn, s->recs, &cur), "cursor", s->name));
+        MDB_val k, v;
+        for (e = mdb_cursor_get(cur, &k, &v, MDB_FIRST); e == 0; e = mdb_cursor_get(cur, &k, &v,
+                                                                                       MDB_NEXT)) {
+            if (k.mv_size == 8 && rd_be64(k.mv_data) >= s->keys_from) {
+                break;
+            }
+            int m = rec_has_key(&k, &v, key, len);
+            CORE_TRY(m < 0 ? m : 0);
+            if (m) {
+                *seq = rd_be64(k.mv_data);
+                found = 1;
+                goto fail;
+            }
+        }
+        CORE_FAIL_IF(e != 0 && e != MDB_NOTFOUND, pl__store_mdb_err(e, "scan", s->name));
+        mdb_cursor_close(cur);
+        cur = NULL;
+    }
+    if (s->keys_from >= s->next_seq) {
+        return CORE_ENOT_FOUND;
+    }
+    CORE_TRY(pl__store_mdb_err(mdb_cursor_open(txn, s->keys, &cur), "cursor keys", s->name));
+    uint8_t hb[8];
+    be64(hb, key_hash(key, len));
+    MDB_val hk = {8, hb}, hv;
+    for (e = mdb_cursor_get(cur, &hk, &hv, MDB_SET_KEY); e == 0;
+         e = mdb_cursor_get(cur, &hk, &hv, MDB_NEXT_DUP)) {
+        CORE_FAIL_IF(hv.mv_size != 8, CORE_ECORRUPT);
+        MDB_val k = {8, hv.mv_data}, v;
+        CORE_TRY(pl__store_mdb_err(mdb_get(txn, s->recs, &k, &v), "get indexed record", s->name));
+        int m = rec_has_key(&k, &v, key, len);
+        CORE_TRY(m < 0 ? m : 0);
+        if (m) {
+            *seq = rd_be64(k.mv_data);
+            found = 1;
+            goto fail;
+        }
+    }
+    CORE_FAIL_IF(e != 0 && e != MDB_NOTFOUND, pl__store_mdb_err(e, "index walk", s->name));
+fail:
+    if (cur) {
+        mdb_cursor_close(cur);
+    }
+    return rc < 0 ? rc : found ? 0 : CORE_ENOT_FOUND;
+}
+
+int pl_store_find_key(pl_store_t *st, const char *key, size_t len, uint64_t *seq)
+{
+    int rc = CORE_ENOT_FOUND;
+    for (uint32_t i = 0; i < st->n_shards && rc == CORE_ENOT_FOUND; i++) {
+        shard_t *s = &st->shards[i];
+        if (!s->valid) {
+            continue;
+        }
+        MDB_txn *txn = NULL;
+        rc = rtxn_begin(s->env, &txn, s->name);
+        if (rc < 0) {
+            return rc;
+        }
+        rc = shard_find_key(s, txn, key, len, seq);
+        mdb_txn_abort(txn);
+    }
+    return rc;
 }
 
 int pl_store_foreach(pl_store_t *st, pl_store_record_cb cb, void *ud)

@@ -1,5 +1,7 @@
 /* Shard store: create/open, append + get + walk, shard rotation, map growth, progress (newest
- * wins), rejects (overwrite), vocabulary check, single writer, digest properties. */
+ * wins), rejects (overwrite), vocabulary check, single writer, digest properties, the member-key
+ * index. */
+#include <lmdb.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -327,6 +329,74 @@ static void *reader_main(void *arg)
     }
     pl_store_reader_close(rd);
     return NULL;
+}
+
+T_CASE(store_find_key_index)
+{
+    /* Keys repeat across files (tst_record's key is the zero-padded sample index): the first
+     * record in sequence order wins, across shard boundaries. */
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/k", t_tmpdir());
+    pl_store_caps_t caps;
+    pl_store_caps_default(&caps);
+    caps.shard_max_records = 40;
+    pl_store_t *st = mk(dir, &caps);
+    T_ASSERT_OK(tst_commit(st, 1, 0, 50, 64, 1));  /* seqs 0..49, keys 000000..000049 */
+    T_ASSERT_OK(tst_commit(st, 2, 10, 30, 64, 1)); /* seqs 50..69, keys 000010..000029 again */
+    T_ASSERT_OK(tst_commit(st, 3, 70, 90, 64, 1)); /* seqs 70..89 */
+    T_ASSERT(pl_store_n_shards(st) >= 2);
+    pl_store_close(st);
+    T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDONLY, &st));
+    uint64_t seq = 999;
+    T_ASSERT_OK(pl_store_find_key(st, "000015", 6, &seq));
+    T_ASSERT_U64_EQ(seq, 15);
+    T_ASSERT_OK(pl_store_find_key(st, "000045", 6, &seq));
+    T_ASSERT_U64_EQ(seq, 45);
+    T_ASSERT_OK(pl_store_find_key(st, "000085", 6, &seq));
+    T_ASSERT_U64_EQ(seq, 85 - 70 + 70);
+    T_ASSERT_ERR(pl_store_find_key(st, "000095", 6, &seq), CORE_ENOT_FOUND);
+    T_ASSERT_ERR(pl_store_find_key(st, "00001", 5, &seq), CORE_ENOT_FOUND); /* prefix: no */
+    pl_store_close(st);
+}
+
+T_CASE(store_find_key_shard_from_before_the_index)
+{
+    /* A shard written before the key index existed: reopened by a writer it gets the index for
+     * new records only, and lookups still find its older records (by a scan). */
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/old", t_tmpdir());
+    pl_store_t *st = mk(dir, NULL);
+    T_ASSERT_OK(tst_commit(st, 1, 0, 30, 64, 1));
+    pl_store_close(st);
+    /* Make shard 0 look old: no "keys" database, no keys_from. */
+    char shard[600];
+    snprintf(shard, sizeof shard, "%s/shard-000000.lmdb", dir);
+    MDB_env *env = NULL;
+    T_ASSERT_EQ(mdb_env_create(&env), 0);
+    T_ASSERT_EQ(mdb_env_set_maxdbs(env, 5), 0);
+    T_ASSERT_EQ(mdb_env_open(env, shard, MDB_NOSUBDIR, 0644), 0);
+    MDB_txn *txn = NULL;
+    MDB_dbi keys, info;
+    T_ASSERT_EQ(mdb_txn_begin(env, NULL, 0, &txn), 0);
+    T_ASSERT_EQ(mdb_dbi_open(txn, "keys", MDB_DUPSORT | MDB_DUPFIXED, &keys), 0);
+    T_ASSERT_EQ(mdb_drop(txn, keys, 1), 0);
+    T_ASSERT_EQ(mdb_dbi_open(txn, "info", 0, &info), 0);
+    MDB_val k = {9, "keys_from"};
+    T_ASSERT_EQ(mdb_del(txn, info, &k, NULL), 0);
+    T_ASSERT_EQ(mdb_txn_commit(txn), 0);
+    mdb_env_close(env);
+
+    T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDWR, &st));
+    T_ASSERT_OK(tst_commit(st, 2, 30, 40, 64, 1)); /* indexed */
+    pl_store_close(st);
+    T_ASSERT_OK(pl_store_open(dir, PL_STORE_RDONLY, &st));
+    uint64_t seq = 999;
+    T_ASSERT_OK(pl_store_find_key(st, "000007", 6, &seq)); /* scan path */
+    T_ASSERT_U64_EQ(seq, 7);
+    T_ASSERT_OK(pl_store_find_key(st, "000035", 6, &seq)); /* index path */
+    T_ASSERT_U64_EQ(seq, 35);
+    T_ASSERT_ERR(pl_store_find_key(st, "000040", 6, &seq), CORE_ENOT_FOUND);
+    pl_store_close(st);
 }
 
 T_CASE(store_concurrent_readers)

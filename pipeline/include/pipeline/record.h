@@ -86,6 +86,12 @@ int pl_record_encode(const pl_record_in_t *in, uint8_t *out, size_t cap, size_t 
  * The caption frame is not decompressed here (see pl_record_caption). `rec` borrows from `buf`. */
 int pl_record_decode(const uint8_t *buf, size_t len, pl_record_t *rec);
 
+/* The member key of an encoded record, from its header alone (no CRC check: for the writer's own
+ * records and for index lookups, which compare keys of records they then decode in full).
+ * *key borrows from buf. Errors: CORE_ECORRUPT when the header does not place the key inside
+ * the buffer. */
+int pl_record_member_key(const uint8_t *buf, size_t len, const char **key, size_t *key_len);
+
 /* Decompresses the caption into out[0..cap) and NUL-terminates it (cap >= caption_len + 1).
  * Errors: CORE_ETOO_LARGE (cap too small), CORE_ECORRUPT (zstd error or length mismatch). */
 int pl_record_caption(const pl_record_t *rec, char *out, size_t cap);

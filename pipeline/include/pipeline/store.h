@@ -163,6 +163,12 @@ void pl_store_reader_close(pl_store_reader_t *rd);
 /* The encoded record with sequence `seq` (borrowed, see above). CORE_ENOT_FOUND if absent. */
 int pl_store_get(pl_store_reader_t *rd, uint64_t seq, const uint8_t **val, size_t *len);
 
+/* The sequence number of the first record (in sequence order) whose member key is key[0..len):
+ * an index lookup (FNV-1a of the key -> seqs; the hits' real keys are compared), plus a scan of
+ * any records a shard holds from before the index existed. Errors: CORE_ENOT_FOUND, LMDB errors,
+ * CORE_ECORRUPT. Thread-safe with other readers. */
+int pl_store_find_key(pl_store_t *st, const char *key, size_t len, uint64_t *seq);
+
 /* Calls cb(ud, seq, val, len) for every record in sequence order; the views are valid during the
  * call only. A non-zero cb return stops the walk and is returned. */
 typedef int (*pl_store_record_cb)(void *ud, uint64_t seq, const uint8_t *val, size_t len);
