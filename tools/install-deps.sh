@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(
-  build-essential meson ninja-build pkg-config python3
+  build-essential meson ninja-build pkg-config python3 procps
   libuv1-dev libturbojpeg0-dev libjpeg62-turbo-dev libwebp-dev liblmdb-dev libzstd-dev
   libopenblas-dev zlib1g-dev libutf8proc-dev nettle-dev libarchive-dev libjansson-dev
   libspng-dev libpng-dev libsystemd-dev systemd openmpi-bin libopenmpi-dev
