@@ -188,7 +188,8 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_
     pthread_mutex_t *mu = &c->mu[si % PL__CACHE_LOCKS]; /* one lock per set, as in clear */
     pthread_mutex_lock(mu);
     int way = -1;
-    for (int w = 0; w < PL__CACHE_WAYS; w++) {
+    for (unsigned j = 0, w = pl__cache_home(h); j < PL__CACHE_WAYS;
+         j++, w = (w + 1) & (PL__CACHE_WAYS - 1)) {
         /* Relaxed reads are fine here: entries change only under this lock. */
         _Atomic uint64_t *e = set + (size_t)w * c->words;
         uint64_t s = atomic_load_explicit(&e[0], memory_order_relaxed);
@@ -203,7 +204,7 @@ void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_
             }
         }
         if ((s >> 32) == 0) {
-            way = w; /* ways fill in order, so the rest is empty too */
+            way = (int)w; /* the first empty way from home: lookups stop here */
             break;
         }
     }

@@ -277,12 +277,21 @@ static inline _Atomic uint64_t *pl__cache_set(const pl__tok_cache_t *c, uint64_t
     return c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * c->words;
 }
 
+/* A key's home way in its set: lookups and stores walk the set from there (wrapping around), so
+ * most words sit in the way their hash names and the one line prefetched for them is the right
+ * one (with ways filled from way 0, most words of a set with a few entries sat further in). The
+ * bits are apart from the set index (low bits) and the tag (bits 20-43). */
+static inline unsigned pl__cache_home(uint64_t h)
+{
+    return (unsigned)(h >> 44) & (PL__CACHE_WAYS - 1);
+}
+
 /* Hints the memory of key's set into the CPU cache (no effect on results). */
 static inline void pl__tok_cache_prefetch(const pl__tok_cache_t *c, uint64_t h)
 {
-    /* The first way only: a word usually sits there (ways fill in order), and prefetching more
-     * lines per word just fills the CPU's miss buffers. */
-    __builtin_prefetch((const void *)pl__cache_set(c, h));
+    /* The home way only: a word usually sits there, and prefetching more lines per word just
+     * fills the CPU's miss buffers. */
+    __builtin_prefetch((const void *)(pl__cache_set(c, h) + pl__cache_home(h) * c->words));
 }
 
 /* Copies the cached ids of key into ids (room for ids_max rounded up to even; on a miss it may
@@ -297,11 +306,12 @@ static inline int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64
     uint64_t want = pl__cache_head(h, klen);
     _Atomic uint64_t *set = pl__cache_set(c, h);
     size_t nkw = (klen + 7) / 8;
-    for (int way = 0; way < PL__CACHE_WAYS; way++) {
+    for (unsigned j = 0, way = pl__cache_home(h); j < PL__CACHE_WAYS;
+         j++, way = (way + 1) & (PL__CACHE_WAYS - 1)) {
         _Atomic uint64_t *e = set + (size_t)way * c->words;
         uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
         if ((s1 >> 32) == 0) {
-            return -1; /* ways fill in order: the rest of the set is empty too */
+            return -1; /* stores take the first empty way from home: the key is not further */
         }
         if ((s1 >> 32) != want || (s1 & 1) != 0) {
             continue;
@@ -340,11 +350,12 @@ static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const 
 {
     uint64_t want = pl__cache_head(h, klen);
     _Atomic uint64_t *set = c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * 8;
-    for (int way = 0; way < PL__CACHE_WAYS; way++) {
+    for (unsigned j = 0, way = pl__cache_home(h); j < PL__CACHE_WAYS;
+         j++, way = (way + 1) & (PL__CACHE_WAYS - 1)) {
         _Atomic uint64_t *e = set + (size_t)way * 8;
         uint64_t s1 = atomic_load_explicit(&e[0], memory_order_acquire);
         if ((s1 >> 32) == 0) {
-            return -1; /* ways fill in order: the rest of the set is empty too */
+            return -1; /* stores take the first empty way from home: the key is not further */
         }
         if ((s1 >> 32) != want || (s1 & 1) != 0) {
             continue;
