@@ -1,10 +1,10 @@
 /* The bounded word cache: pre-token bytes -> BPE ids, shared by all threads using one pl_tok_t.
  *
  * A table of eight-way sets with a fixed stride per entry (a multiple of 64 bytes), fixed at
- * creation; a set's entries are adjacent and fill in order (an entry is only ever emptied by a
- * clear of its whole set), so a lookup reads the set's first entries up to the key or the first
- * empty one; encode() prefetches the first for all pre-tokens of a caption before looking any of
- * them up. Eight ways rather than four: with golden.tsv's 20,000 distinct words in the default
+ * creation. A key has a home way in its set (pl__cache_home); a store takes the first empty way
+ * from there, wrapping around (an entry is only ever emptied by a clear of its whole set), so a
+ * lookup reads from the home way up to the key or the first empty way. encode() prefetches the
+ * home way's line for all pre-tokens of a caption before looking any of them up. Eight ways rather than four: with golden.tsv's 20,000 distinct words in the default
  * 65,536 entries, about 150 four-way sets overflowed and their ~800 words missed on every pass;
  * with eight ways about 45 do.
  *
