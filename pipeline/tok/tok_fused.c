@@ -12,7 +12,33 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/alloc.h"
 #include "tok_internal.h"
+
+/* Does NFC leave the code point s[at..end) and the one before it as they are? Called when the one
+ * before is a starter that is quick-check Yes (any other character would have been a mark): then
+ * that starter is the only character the one at `at` could compose with, and neither can change
+ * otherwise. The pair goes through the full chain's NFC (pl__uni_nfc), so the answer is the
+ * reference's. */
+static int nfc_keeps_pair(const uint8_t *s, size_t at, size_t end)
+{
+    if (at == 0) {
+        return 0; /* a mark first: rare, the full chain decides */
+    }
+    size_t q = at - 1;
+    while (q > 0 && (s[q] & 0xC0) == 0x80) {
+        q--;
+    }
+    uint32_t a, b, *nfc;
+    size_t i = q, n;
+    if (pl__utf8_next(s, end, &i, &a) != 0 || pl__utf8_next(s, end, &i, &b) != 0 ||
+        pl__uni_nfc(s + q, end - q, &nfc, &n) != 0) {
+        return 0;
+    }
+    int same = n == 2 && nfc[0] == a && nfc[1] == b;
+    core_free(nfc);
+    return same;
+}
 
 /* Lowercases eight ASCII bytes ('A'..'Z' -> +32, exact for bytes < 0x80: no carries between
  * bytes); returns 0 when one of them is '&'. */
@@ -90,9 +116,10 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
         if ((p & PL__BMP_NFC_UNSAFE) != 0) {
             /* A combining mark that is NFC-quick-check Yes (virama, nukta, Thai vowel signs and
              * tone marks) keeps the text NFC unless it follows another mark out of canonical
-             * order; two marks in a row are rare, so they go to the full chain unchecked, as does
-             * any character that NFC may change (quick check No or Maybe). */
-            if ((p & PL__BMP_NFC_QC) != 0 || at == mark_end) {
+             * order; two such characters in a row are rare, so they go to the full chain
+             * unchecked. A character that is quick-check Maybe (Bengali and Tamil vowel signs)
+             * or No stays only when NFC leaves it and the starter before it alone. */
+            if (at == mark_end || ((p & PL__BMP_NFC_QC) != 0 && !nfc_keeps_pair(s, at, i))) {
                 return 0;
             }
             mark_end = i;

@@ -85,6 +85,8 @@ static const atom_t atoms[] = {
     A("\xE0\xB9\x88"),         /* Thai mai ek (class 107) */
     A("\xE0\xB8\xB8\xE0\xB9\x88"), /* two marks in order */
     A("\xCD\x85"),             /* U+0345 (a mark; no class under IGNORECASE) */
+    A("\xE0\xA6\x95\xE0\xA6\xBE"), /* Bengali KA + AA (quick check Maybe, nothing composes) */
+    A("x\xCC\x81"),            /* x + combining acute (Maybe; no precomposed x-acute) */
     /* bail: */
     A("\xCE\xA3"),             /* Σ (final-sigma rule) */
     A("\xCC\x81"),             /* combining acute */
@@ -92,13 +94,14 @@ static const atom_t atoms[] = {
     A("\xE0\xB9\x88\xE0\xB8\xB8"), /* two marks out of order (NFC swaps them) */
     A("\xE0\xA6\xBE"),         /* Bengali AA (NFC maybe) */
     A("\xE0\xA7\x87\xE0\xA6\xBE"), /* Bengali E + AA (NFC composes them) */
+    A("\xEA\xB0\x80\xE1\x86\xA8"), /* Hangul GA + final KIYEOK (composes to GAG) */
     A("\xF0\x90\xBB\xBD"),     /* U+10EFD (new mark, NFC break) */
     A("&amp;"), A("&"), A("&lt;b&gt;"),
     A("\xFF"), A("\xC0\x80"), A("\xE2\x82"), A("\xED\xA0\x80"), A("\xF4\x90\x80\x80"),
     A("\x80"), A("\xC3"),
 };
 #define N_ATOMS (sizeof atoms / sizeof atoms[0])
-#define N_BAIL 17 /* the last N_BAIL atoms */
+#define N_BAIL 18 /* the last N_BAIL atoms */
 
 typedef struct {
     const pl_tok_t *tok;
@@ -291,7 +294,9 @@ T_CASE(fast_path_takes_and_hands_over)
         {"e\xCC\x81", 0, NULL},
         {"caf\xC3\xA9 & bar", 0, NULL},
         {"ab\xFF", 0, NULL},
-        {"\xE0\xA6\x95\xE0\xA6\xBE", 0, NULL},
+        {"\xE0\xA6\x95\xE0\xA6\xBE", 1, "\xE0\xA6\x95\xE0\xA6\xBE"},
+        {"\xE0\xA7\x87\xE0\xA6\xBE", 0, NULL},
+        {"\xE0\xA6\x95\xE0\xA6\xBE\xE0\xA6\xBE", 0, NULL},
         {"\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7", 1, "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7"},
         {"\xE0\xB8\x81\xE0\xB9\x88\xE0\xB8\xB8", 0, NULL},
         {"\xCC\x81", 0, NULL},
