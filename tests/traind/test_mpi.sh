@@ -65,22 +65,42 @@ if [ "$MODE" = equiv ]; then
         { cat "$W/two-b.log"; fail "2-rank run without overlap"; }
     "$CKPT" diff "$B" "$(ls "$W"/two-b/ckpt-*.safetensors)" --atol 0 --rtol 0 >"$W/diff2.txt" ||
         { sort -k3 -g "$W/diff2.txt" | tail -5; fail "bucketing/overlap changed the result"; }
-    # Through one sc-datad shared by both ranks (HELLO rank 0 and 1 of 2).
+    # Through one sc-datad shared by both ranks (HELLO rank 0 and 1 of 2), its socket named with
+    # the {node} placeholder (node 0 here).
     "$DATAD" --config /dev/null --set store.dir="$W/st" --set spool.enabled=false \
-        --set socket.data="$W/d.sock" --set socket.control="$W/dc.sock" --set server.workers=1 \
+        --set socket.data="$W/d-0.sock" --set socket.control="$W/dc.sock" --set server.workers=1 \
         2>"$W/datad.log" &
-    for _ in $(seq 100); do [ -S "$W/d.sock" ] && break; sleep 0.1; done
-    "${MPIRUN[@]}" "$TRAIND" "${SMALL[@]}" "${ONE[@]}" --set data.socket="$W/d.sock" \
+    for _ in $(seq 100); do [ -S "$W/d-0.sock" ] && break; sleep 0.1; done
+    "${MPIRUN[@]}" "$TRAIND" "${SMALL[@]}" "${ONE[@]}" --set data.socket="$W/d-{node}.sock" \
         --set train.batch=8 --set checkpoint.dir="$W/two-d" >"$W/two-d.out" 2>"$W/two-d.log" ||
         { cat "$W/two-d.log"; fail "2-rank run from sc-datad"; }
     "$CKPT" diff "$B" "$(ls "$W"/two-d/ckpt-*.safetensors)" --atol 0 --rtol 0 >"$W/diff3.txt" ||
         { sort -k3 -g "$W/diff3.txt" | tail -5; fail "sc-datad-fed 2-rank run != store-fed"; }
+    # A non-finite step (NaN input on every rank at step 3) is skipped by the whole job, as by
+    # one process.
+    "$TRAIND" "${SMALL[@]}" "${ONE[@]}" --store "$W/st" --set train.batch=16 \
+        --set debug.nonfinite_at=3:1 --set checkpoint.dir="$W/one-nf" 2>"$W/one-nf.log" ||
+        { cat "$W/one-nf.log"; fail "1-process run with a NaN step"; }
+    "${MPIRUN[@]}" "$TRAIND" "${SMALL[@]}" "${ONE[@]}" --store "$W/st" --set train.batch=8 \
+        --set debug.nonfinite_at=3:1 --set checkpoint.dir="$W/two-nf" >"$W/two-nf.out" \
+        2>"$W/two-nf.log" || { cat "$W/two-nf.log"; fail "2-rank run with a NaN step"; }
+    [ "$(grep -c 'step 3: non-finite values.*step skipped' "$W/two-nf.log")" = 2 ] ||
+        { cat "$W/two-nf.log"; fail "both ranks must skip step 3"; }
+    "$CKPT" diff "$(ls "$W"/one-nf/ckpt-*.safetensors)" "$(ls "$W"/two-nf/ckpt-*.safetensors)" \
+        --atol 2e-5 --rtol 0 >"$W/diff4.txt" || { sort -k3 -g "$W/diff4.txt" | tail -5; fail "skipped step: 2 ranks != 1 process"; }
+    # A CRU-Net: buckets after the backward, rank 0's BN running statistics broadcast each step
+    # (the CRC check at the checkpoint fails if any rank's model differs).
+    "${MPIRUN[@]}" "$TRAIND" "${SMALL[@]}" --store "$W/st" --set model.backbone=crunet24-mini \
+        --set train.batch=4 --set train.steps=3 --set checkpoint.dir="$W/cru" >"$W/cru.out" \
+        2>"$W/cru.log" || { cat "$W/cru.log"; fail "2-rank CRU-Net run"; }
+    grep -q "all 2 ranks hold identical weights .* at the checkpoint" "$W/cru.log" ||
+        { cat "$W/cru.log"; fail "CRU-Net ranks not identical"; }
     # A different number of ranks is refused with a clear error.
     "$TRAIND" "${SMALL[@]}" --store "$W/st" --set train.batch=8 --set train.steps=$((N + 4)) \
         --set checkpoint.dir="$W/two" 2>"$W/n1.log" && fail "a 1-process job resumed a 2-rank checkpoint"
     grep -q "written by a job of 2 ranks; this job has 1" "$W/n1.log" ||
         { cat "$W/n1.log"; fail "no clear error for a different N"; }
-    echo "ok: 2 ranks x 8 == 1 x 16 (atol 2e-5, IDF exact); buckets/overlap/sc-datad bit-identical; N checked"
+    echo "ok: 2 ranks x 8 == 1 x 16 (atol 2e-5, IDF exact), also with a skipped NaN step; buckets/overlap/sc-datad bit-identical; CRU-Net ranks identical; N checked"
     exit 0
 fi
 
