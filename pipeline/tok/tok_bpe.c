@@ -33,12 +33,12 @@ static inline uint32_t merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, u
                 /* a mask, not `?:`, which compilers turn back into a branch per slot */
                 v |= keys[8 + j] & ((uint32_t)0 - (uint32_t)(keys[j] == key));
             }
-            if (v != 0) {
+            /* Found or not is a coin toss for the branch predictor (four lookups in ten are for
+             * pairs that are not merges), so the answer is selected, not branched on, unless
+             * the bucket overflowed (rare). */
+            if (((tok->mbovf[bk / 64] >> (bk % 64)) & 1) == 0 || v != 0) {
                 *new_id = v & 0xffff;
-                return v >> 16;
-            }
-            if (((tok->mbovf[bk / 64] >> (bk % 64)) & 1) == 0) {
-                return PL__TOK_NONE;
+                return (v >> 16) | ((uint32_t)0 - (uint32_t)(v == 0)); /* 0: PL__TOK_NONE */
             }
             bk = (bk + 1) & tok->mbmask;
         }
