@@ -1,8 +1,9 @@
 /* The fast cleaning path: most captions need nothing of the cleaning chain (tok_clean.c) but
  * str.lower. Text without '&' (no html.unescape) that passes the NFC quick check (every code
- * point NFC_Quick_Check Yes, combining marks in canonical order: normalising changes nothing; we
- * check it conservatively, no two marks in a row) and that has no capital sigma (the one
- * context-dependent lowercase mapping) cleans to its lowercase with whitespace runs collapsed. This file writes that lowercase in one pass; the caller (tok.c) splits it into
+ * point NFC_Quick_Check Yes, combining marks in canonical order: normalising changes nothing;
+ * where it says Maybe, a local look decides, see pl__tok_fast_lower) and that has no capital
+ * sigma (the one context-dependent lowercase mapping) cleans to its lowercase with whitespace runs
+ * collapsed. This file writes that lowercase in one pass; the caller (tok.c) splits it into
  * pre-tokens treating every str.isspace character as a separator, which gives the pieces of the
  * collapsed, stripped text without building it (the pattern never matches across whitespace, and
  * lowercasing neither makes nor removes whitespace).
@@ -15,27 +16,36 @@
 #include "core/alloc.h"
 #include "tok_internal.h"
 
-/* Does NFC leave the code point s[at..end) and the one before it as they are? Called when the one
- * before is a starter that is quick-check Yes (any other character would have been a mark): then
- * that starter is the only character the one at `at` could compose with, and neither can change
- * otherwise. The pair goes through the full chain's NFC (pl__uni_nfc), so the answer is the
- * reference's. */
-static int nfc_keeps_pair(const uint8_t *s, size_t at, size_t end)
+/* Does NFC leave the code point s[at..end) (and, with `pair`, the one before it) as they are?
+ * With `pair` the one before is a starter that NFC keeps where it is: then it is the only
+ * character the one at `at` could compose with, and neither can change otherwise. The text goes through the
+ * full chain's NFC (pl__uni_nfc), so the answer is the reference's. */
+static int nfc_keeps(const uint8_t *s, size_t at, size_t end, int pair)
 {
-    if (at == 0) {
-        return 0; /* a mark first: rare, the full chain decides */
+    size_t q = at;
+    if (pair) {
+        if (at == 0) {
+            return 0; /* a mark first: rare, the full chain decides */
+        }
+        q = at - 1;
+        while (q > 0 && (s[q] & 0xC0) == 0x80) {
+            q--;
+        }
     }
-    size_t q = at - 1;
-    while (q > 0 && (s[q] & 0xC0) == 0x80) {
-        q--;
+    uint32_t cps[2], *nfc;
+    size_t i = q, k = 0, n;
+    while (i < end && k < 2) {
+        if (pl__utf8_next(s, end, &i, &cps[k++]) != 0) {
+            return 0;
+        }
     }
-    uint32_t a, b, *nfc;
-    size_t i = q, n;
-    if (pl__utf8_next(s, end, &i, &a) != 0 || pl__utf8_next(s, end, &i, &b) != 0 ||
-        pl__uni_nfc(s + q, end - q, &nfc, &n) != 0) {
+    if (pl__uni_nfc(s + q, end - q, &nfc, &n) != 0) {
         return 0;
     }
-    int same = n == 2 && nfc[0] == a && nfc[1] == b;
+    int same = n == k;
+    for (size_t j = 0; j < n && same; j++) {
+        same = nfc[j] == cps[j];
+    }
     core_free(nfc);
     return same;
 }
@@ -60,7 +70,8 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
     const uint64_t highs = 0x8080808080808080ull;
     size_t i = 0, o = 0;
     size_t run_i = 0, run_o = 0;  /* where the current stretch of ASCII began, in s and out */
-    size_t mark_end = SIZE_MAX; /* where the last combining mark ended */
+    size_t mark_end = SIZE_MAX; /* where the last character the quick check flags ended */
+    int last_ccc = 0;           /* and its combining class */
     int init = 0;
     for (;;) {
         /* ASCII eight bytes at a time. */
@@ -114,15 +125,31 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
         }
         uint8_t p = pl__uni_props(cp);
         if ((p & PL__BMP_NFC_UNSAFE) != 0) {
-            /* A combining mark that is NFC-quick-check Yes (virama, nukta, Thai vowel signs and
-             * tone marks) keeps the text NFC unless it follows another mark out of canonical
-             * order; two such characters in a row are rare, so they go to the full chain
-             * unchecked. A character that is quick-check Maybe (Bengali and Tamil vowel signs)
-             * or No stays only when NFC leaves it and the starter before it alone. */
-            if (at == mark_end || ((p & PL__BMP_NFC_QC) != 0 && !nfc_keeps_pair(s, at, i))) {
+            /* The NFC quick check, with a closer look where it says Maybe:
+             * - a combining mark that is quick-check Yes (virama, nukta, Thai vowel signs and
+             *   tone marks) never composes; the text stays NFC while consecutive marks are in
+             *   canonical order (classes not decreasing);
+             * - a quick-check Maybe or No character (Bengali vowel signs) after a quick-check Yes
+             *   starter stays when NFC leaves the two alone (that starter is the only character
+             *   it could compose with);
+             * - after another such character it stays when it is a starter that NFC leaves
+             *   alone, together with the one before when that is a starter too (after a mark,
+             *   the mark blocks any composition with the starter before it); a mark there goes
+             *   to the full chain. */
+            int ccc = pl__uni_ccc(cp);
+            if (at != mark_end) {
+                if ((p & PL__BMP_NFC_QC) != 0 && !nfc_keeps(s, at, i, 1)) {
+                    return 0;
+                }
+            } else if ((p & PL__BMP_NFC_QC) != 0) {
+                if (ccc != 0 || !nfc_keeps(s, at, i, last_ccc == 0)) {
+                    return 0;
+                }
+            } else if (ccc < last_ccc) {
                 return 0;
             }
             mark_end = i;
+            last_ccc = ccc;
         }
         /* A mapping writes at most 2 code points (pl__uni_lower_max), 8 bytes. */
         if (cap - o < 8) {

@@ -145,6 +145,9 @@ size_t pl__uni_lower_max(void);
 /* 1 when cp has combining class 0 and NFC_Quick_Check=Yes for the reference: text made only of
  * such code points is already NFC. */
 int pl__uni_nfc_quick_yes(uint32_t cp);
+/* Canonical combining class of cp as the reference sees it, for code points that are not
+ * nfc_quick_yes (utf8proc's, which only differs on code points the reference does not know). */
+int pl__uni_ccc(uint32_t cp);
 /* NFC of valid UTF-8 as the reference Python sees it. *out is core_malloc'd. */
 int pl__uni_nfc(const uint8_t *s, size_t len, uint32_t **out, size_t *n_out);
 /* 0 when the linked utf8proc has the Unicode version the tables were generated against. */

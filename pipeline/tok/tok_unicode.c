@@ -197,6 +197,13 @@ int pl__uni_nfc_quick_yes(uint32_t cp)
     return cp < 0x300 || !in_ranges(pl__uni_nfc_unsafe, PL__UNI_N_NFC_UNSAFE, cp);
 }
 
+int pl__uni_ccc(uint32_t cp)
+{
+    /* utf8proc's class equals the reference's for every code point the reference knows: the
+     * generator checks that they differ only on marks new in Unicode 15 (class 0 there). */
+    return utf8proc_get_property((utf8proc_int32_t)cp)->combining_class;
+}
+
 size_t pl__uni_lower_max(void)
 {
     return PL__UNI_LOWER_MAX;

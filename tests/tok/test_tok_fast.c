@@ -87,6 +87,10 @@ static const atom_t atoms[] = {
     A("\xCD\x85"),             /* U+0345 (a mark; no class under IGNORECASE) */
     A("\xE0\xA6\x95\xE0\xA6\xBE"), /* Bengali KA + AA (quick check Maybe, nothing composes) */
     A("x\xCC\x81"),            /* x + combining acute (Maybe; no precomposed x-acute) */
+    A("\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE"), /* Bengali DDA + nukta + AA (Maybe after a mark) */
+    A("\xE0\xA4\xAB\xE0\xA4\xBC\xE0\xA5\x8D"), /* Devanagari PHA + nukta + virama (7, 9) */
+    A("\xE0\xB8\x9C\xE0\xB8\xB9\xE0\xB9\x89"), /* Thai PHO PHUNG + sara uu + mai tho */
+    A("a\xCC\xA3\xCC\x81"),    /* a + dot below (220) + acute (230, Maybe after a mark) */
     /* bail: */
     A("\xCE\xA3"),             /* Σ (final-sigma rule) */
     A("\xCC\x81"),             /* combining acute */
@@ -95,13 +99,15 @@ static const atom_t atoms[] = {
     A("\xE0\xA6\xBE"),         /* Bengali AA (NFC maybe) */
     A("\xE0\xA7\x87\xE0\xA6\xBE"), /* Bengali E + AA (NFC composes them) */
     A("\xEA\xB0\x80\xE1\x86\xA8"), /* Hangul GA + final KIYEOK (composes to GAG) */
+    A("e\xCC\x81\xCC\xA3"),    /* e + acute + dot below (NFC reorders and composes) */
+    A("\xE0\xA7\x87\xE0\xA6\xBC\xE0\xA6\xBE"), /* Bengali E + nukta + AA */
     A("\xF0\x90\xBB\xBD"),     /* U+10EFD (new mark, NFC break) */
     A("&amp;"), A("&"), A("&lt;b&gt;"),
     A("\xFF"), A("\xC0\x80"), A("\xE2\x82"), A("\xED\xA0\x80"), A("\xF4\x90\x80\x80"),
     A("\x80"), A("\xC3"),
 };
 #define N_ATOMS (sizeof atoms / sizeof atoms[0])
-#define N_BAIL 18 /* the last N_BAIL atoms */
+#define N_BAIL 20 /* the last N_BAIL atoms */
 
 typedef struct {
     const pl_tok_t *tok;
@@ -296,9 +302,13 @@ T_CASE(fast_path_takes_and_hands_over)
         {"ab\xFF", 0, NULL},
         {"\xE0\xA6\x95\xE0\xA6\xBE", 1, "\xE0\xA6\x95\xE0\xA6\xBE"},
         {"\xE0\xA7\x87\xE0\xA6\xBE", 0, NULL},
-        {"\xE0\xA6\x95\xE0\xA6\xBE\xE0\xA6\xBE", 0, NULL},
+        {"\xE0\xA6\x95\xE0\xA6\xBE\xE0\xA6\xBE", 1, "\xE0\xA6\x95\xE0\xA6\xBE\xE0\xA6\xBE"},
+        {"\xE0\xA6\xBE\xE0\xA6\xBE", 0, NULL},
         {"\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7", 1, "\xE0\xA4\x95\xE0\xA5\x8D\xE0\xA4\xB7"},
         {"\xE0\xB8\x81\xE0\xB9\x88\xE0\xB8\xB8", 0, NULL},
+        {"\xE0\xB8\x81\xE0\xB8\xB8\xE0\xB9\x88", 1, "\xE0\xB8\x81\xE0\xB8\xB8\xE0\xB9\x88"},
+        {"\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE", 1, "\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE"},
+        {"a\xCC\xA3\xCC\x81", 0, NULL},
         {"\xCC\x81", 0, NULL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
