@@ -4,9 +4,10 @@
  * creation. A key has a home way in its set (pl__cache_home); a store takes the first empty way
  * from there, wrapping around (an entry is only ever emptied by a clear of its whole set), so a
  * lookup reads from the home way up to the key or the first empty way. encode() prefetches the
- * home way's line for all pre-tokens of a caption before looking any of them up. Eight ways rather than four: with golden.tsv's 20,000 distinct words in the default
- * 65,536 entries, about 150 four-way sets overflowed and their ~800 words missed on every pass;
- * with eight ways about 45 do.
+ * home way's line for all pre-tokens of a caption before looking any of them up. Eight ways
+ * rather than four: with golden.tsv's 20,000 distinct words in the default 65,536 entries, about
+ * 150 four-way sets overflowed and their ~800 words missed on every pass; with eight ways about
+ * 45 do.
  *
  * Readers take no lock. Each entry is a sequence lock: its first word holds a sequence number
  * (odd while a writer is inside), the key's 24-bit tag, its length and the id count; keys are

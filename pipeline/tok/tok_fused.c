@@ -18,14 +18,14 @@
 
 /* Does NFC leave the code point s[at..end) (and, with `pair`, the one before it) as they are?
  * With `pair` the one before is a starter that NFC keeps where it is: then it is the only
- * character the one at `at` could compose with, and neither can change otherwise. The text goes through the
- * full chain's NFC (pl__uni_nfc), so the answer is the reference's. */
+ * character the one at `at` could compose with, and neither can change otherwise. The text goes
+ * through the full chain's NFC (pl__uni_nfc), so the answer is the reference's. */
 static int nfc_keeps(const uint8_t *s, size_t at, size_t end, int pair)
 {
     size_t q = at;
     if (pair) {
         if (at == 0) {
-            return 0; /* a mark first: rare, the full chain decides */
+            return 0; /* nothing before it: rare, the full chain decides */
         }
         q = at - 1;
         while (q > 0 && (s[q] & 0xC0) == 0x80) {
