@@ -1,5 +1,8 @@
 /* Table-driven config: defaults, files, overrides, and errors that name file and line. */
+#include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <string.h>
 
 #include "core/alloc.h"
 #include "core/cfg.h"
@@ -103,6 +106,87 @@ T_CASE(cfg_missing_file)
     T_ASSERT_ERR(core_cfg_load_file(&demo, &c, "/nonexistent/x.conf", err, sizeof err),
                  CORE_ERR(ENOENT));
     T_ASSERT(strstr(err, "/nonexistent/x.conf: cannot open") != NULL);
+    core_cfg_free(&demo, &c);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    T_ASSERT(f != NULL);
+    T_ASSERT(fputs(text, f) >= 0);
+    T_ASSERT(fclose(f) == 0);
+}
+
+/* core_cfg_cli on a command line given as one string of space-separated words. */
+static int cli(demo_cfg_t *c, const char *line, const char *default_path, core_cfg_action_t *act,
+               char *err)
+{
+    static const core_cfg_flag_t flags[] = {{"--dir", "train.path"}};
+    char buf[1024];
+    snprintf(buf, sizeof buf, "prog %s", line);
+    char *argv[32];
+    int argc = 0;
+    for (char *tok = strtok(buf, " "); tok != NULL && argc < 31; tok = strtok(NULL, " ")) {
+        argv[argc++] = tok;
+    }
+    argv[argc] = NULL;
+    T_ASSERT_OK(core_cfg_defaults(&demo, c, err, CORE_CFG_ERRLEN));
+    return core_cfg_cli(&demo, c, argc, argv, default_path, flags, 1, act, err, CORE_CFG_ERRLEN);
+}
+
+T_CASE(cfg_command_line)
+{
+    char file[600], dflt[600], bad[600];
+    snprintf(file, sizeof file, "%s/a.conf", t_tmpdir());
+    snprintf(dflt, sizeof dflt, "%s/default.conf", t_tmpdir());
+    snprintf(bad, sizeof bad, "%s/bad.conf", t_tmpdir());
+    write_text(file, "workers = 8\n[train]\nlr = 0.25\n");
+    write_text(dflt, "workers = 3\n");
+    write_text(bad, "nonsense = 1\n");
+    demo_cfg_t c;
+    char err[CORE_CFG_ERRLEN];
+    core_cfg_action_t act;
+    char line[2048];
+
+    /* the file first, then --set and flags in command-line order, whatever their position */
+    snprintf(line, sizeof line, "--set train.lr=0.5 --config %s --dir /x --set train.lr=0.75",
+             file);
+    T_ASSERT_OK(cli(&c, line, dflt, &act, err));
+    T_ASSERT_EQ(act, CORE_CFG_RUN);
+    T_ASSERT_EQ(c.workers, 8);
+    T_ASSERT_NEAR(c.lr, 0.75, 0);
+    T_ASSERT_STR_EQ(c.path, "/x");
+    core_cfg_free(&demo, &c);
+
+    /* no --config: the default file when it exists, else the table's defaults */
+    T_ASSERT_OK(cli(&c, "--check-config", dflt, &act, err));
+    T_ASSERT_EQ(act, CORE_CFG_CHECK);
+    T_ASSERT_EQ(c.workers, 3);
+    core_cfg_free(&demo, &c);
+    T_ASSERT_OK(cli(&c, "--print-config", "/nonexistent/x.conf", &act, err));
+    T_ASSERT_EQ(act, CORE_CFG_PRINT);
+    T_ASSERT_EQ(c.workers, 2);
+    core_cfg_free(&demo, &c);
+
+    /* usage errors name the argument; --help loads nothing (a bad file does not matter) */
+    T_ASSERT_ERR(cli(&c, "--bogus", NULL, &act, err), CORE_ERR(EINVAL));
+    T_ASSERT(strstr(err, "'--bogus'") != NULL);
+    core_cfg_free(&demo, &c);
+    T_ASSERT_ERR(cli(&c, "--set", NULL, &act, err), CORE_ERR(EINVAL));
+    core_cfg_free(&demo, &c);
+    snprintf(line, sizeof line, "--config %s --help", bad);
+    T_ASSERT_OK(cli(&c, line, NULL, &act, err));
+    T_ASSERT_EQ(act, CORE_CFG_HELP);
+    core_cfg_free(&demo, &c);
+
+    /* configuration errors say where */
+    snprintf(line, sizeof line, "--config %s", bad);
+    T_ASSERT_ERR(cli(&c, line, NULL, &act, err), CORE_ECONFIG);
+    T_ASSERT(strstr(err, "bad.conf:1") != NULL);
+    core_cfg_free(&demo, &c);
+    T_ASSERT_ERR(cli(&c, "--dir", NULL, &act, err), CORE_ERR(EINVAL));
+    core_cfg_free(&demo, &c);
+    T_ASSERT_ERR(cli(&c, "--set train.lr=7", NULL, &act, err), CORE_ECONFIG);
     core_cfg_free(&demo, &c);
 }
 

@@ -74,4 +74,33 @@ void core_cfg_free(const core_cfg_table_t *t, void *obj);
 /* Finds a key by "section.name"; NULL when unknown. */
 const core_cfg_key_t *core_cfg_find(const core_cfg_table_t *t, const char *key);
 
+/* --- the command line of a table-configured daemon (core/cfg_cli.c) --- */
+
+/* A flag that sets one key from the next argument (e.g. --store DIR for data.store). */
+typedef struct core_cfg_flag_s {
+    const char *flag;
+    const char *key;
+} core_cfg_flag_t;
+
+typedef enum {
+    CORE_CFG_RUN = 0,   /* no action flag: run the program */
+    CORE_CFG_HELP,      /* --help / -h: nothing was loaded */
+    CORE_CFG_PRINT,     /* --print-config */
+    CORE_CFG_CHECK,     /* --check-config */
+} core_cfg_action_t;
+
+/* Parses `--config FILE`, `--set SECTION.KEY=VALUE` (repeatable), the `flags`, `--print-config`,
+ * `--check-config` and `--help`, then loads obj: the --config file, else `default_path` when that
+ * exists (NULL: none), then the --set assignments and flags in command-line order. For --help
+ * nothing is loaded. Returns 0; CORE_ERR(EINVAL) for an unknown or incomplete argument (a usage
+ * error: err names it); CORE_ECONFIG or -errno from the file or a value (err says where). */
+int core_cfg_cli(const core_cfg_table_t *t, void *obj, int argc, char **argv,
+                 const char *default_path, const core_cfg_flag_t *flags, size_t n_flags,
+                 core_cfg_action_t *action, char *err, size_t errlen);
+
+/* What --print-config writes: a header naming the program and its documentation, then
+ * core_cfg_print. */
+void core_cfg_print_generated(const core_cfg_table_t *t, const void *obj, const char *program,
+                              const char *doc, FILE *out);
+
 #endif
