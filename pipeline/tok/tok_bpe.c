@@ -23,7 +23,7 @@ static inline uint32_t merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, u
 {
     if (tok->mbk != NULL) {
         uint32_t key = a << 16 | b;
-        uint64_t bk = pl__tok_mix(key) & tok->mbmask;
+        uint64_t bk = pl__tok_mbucket(tok, key);
         for (;;) {
             pl__tok_work++;
             const uint32_t *keys = tok->mbk + bk * 16;
@@ -88,7 +88,7 @@ static size_t bpe_short(const pl_tok_t *tok, uint32_t *w, size_t n)
     /* The first lookups are independent: start all their memory loads before using any. */
     for (size_t i = 0; i + 1 < n; i++) {
         if (tok->mbk != NULL) {
-            __builtin_prefetch(&tok->mbk[(pl__tok_mix(w[i] << 16 | w[i + 1]) & tok->mbmask) * 16]);
+            __builtin_prefetch(&tok->mbk[pl__tok_mbucket(tok, w[i] << 16 | w[i + 1]) * 16]);
         } else {
             uint64_t key = (uint64_t)w[i] << 32 | w[i + 1];
             __builtin_prefetch(&tok->mtab[pl__tok_mix(key) & tok->mmask]);

@@ -54,6 +54,7 @@ struct pl_tok_s {
     uint32_t *mbk;
     uint64_t *mbovf;
     uint64_t mbmask; /* buckets - 1 */
+    unsigned mbshift; /* 64 - log2(buckets): a key's bucket is pl__tok_mbucket */
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
     pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
@@ -186,6 +187,12 @@ static inline uint64_t pl__tok_mix(uint64_t k)
     k *= 0x9e3779b97f4a7c15ull;
     k ^= k >> 29;
     return k;
+}
+/* Home bucket of the key a << 16 | b: multiplicative hashing (one multiply, the top bits), as a
+ * BPE's lookups depend on each other and the hash is on that path. */
+static inline uint64_t pl__tok_mbucket(const pl_tok_t *tok, uint32_t key)
+{
+    return ((uint64_t)key * 0x9e3779b97f4a7c15ull) >> tok->mbshift;
 }
 /* Rank and result id of the merge (a, b), or PL__TOK_NONE. */
 uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);

@@ -386,13 +386,17 @@ static int build(pl_tok_t *tok, const char *text, size_t tlen)
             tok->mbk[i] = (i & 8) ? 0 : UINT32_MAX;
         }
         tok->mbmask = nb - 1;
+        tok->mbshift = 64;
+        for (size_t b2 = nb; b2 > 1; b2 /= 2) {
+            tok->mbshift--;
+        }
         for (size_t i = 0; i < tcap; i++) {
             const pl__merge_slot_t *sl = &tok->mtab[i];
             if (sl->key == UINT64_MAX) {
                 continue;
             }
             uint32_t k32 = (uint32_t)(sl->key >> 32) << 16 | (uint32_t)(sl->key & 0xffff);
-            uint64_t bk = pl__tok_mix(k32) & tok->mbmask;
+            uint64_t bk = pl__tok_mbucket(tok, k32);
             for (;;) {
                 uint32_t *keys = tok->mbk + bk * 16;
                 size_t j = 0;
