@@ -373,7 +373,7 @@ static int build(pl_tok_t *tok, const char *text, size_t tlen)
          * overflow (0.4% for a Poisson load of 4). Measured against 3/4 full (512 KiB, a sixth
          * of the buckets overflowing): BPE of golden.tsv's distinct words 216 vs 254 ns each,
          * and the cold pass no slower despite the larger table. */
-        size_t nb = 1;
+        size_t nb = 2; /* at least two: the bucket index is a shift by 64 - log2(nb) */
         while (nb * 4 < (size_t)nm) {
             nb *= 2;
         }
