@@ -496,6 +496,9 @@ int pl_tok_load_buffer(const void *data, size_t len, pl_tok_t **out)
     }
     CORE_TRY(build(tok, text, tlen));
     CORE_TRY(pl_tok_set_cache(tok, PL_TOK_CACHE_DEFAULT));
+    /* The per-process Unicode property tables (a few ms, once): built here rather than on the
+     * first non-ASCII caption, so a fresh tokenizer's first call has no such spike. */
+    pl__uni_init();
     if (pl__uni_check_version() != 0) {
         core_log_warn("tokenizer: utf8proc has Unicode %s, but the tables were made for utf8proc's"
                       " Unicode %s; rare characters may tokenize differently from the reference",
