@@ -21,8 +21,10 @@
 /* Hot loops get clones for AVX-512 and AVX2 chosen at load time (glibc ifunc), so a portable
  * build still runs wide vectors. ISO C mode keeps -ffp-contract=off, so every clone computes the
  * same rounding as the scalar code (vectorising element-wise loops does not reorder sums). */
+/* Not under the sanitizers: their instrumented ifunc resolvers run before the runtime exists
+ * (ThreadSanitizer crashes there at load). */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && defined(__linux__) &&      \
-    !defined(__SANITIZE_ADDRESS__)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
 #define NN__HOT __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define NN__HOT

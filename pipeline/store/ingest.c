@@ -685,6 +685,13 @@ static void pool_start(pl_ingest_t *ing, worker_arg_t *args)
 
 /* Stops the workers (running jobs finish, queued ones are dropped: they were not committed, so
  * a later ingest redoes them) and empties the window. */
+/* opts.stop is raised by another thread (sc-datad's loop) or a signal handler: read it
+ * atomically, a plain read of it would be a data race. */
+static int stop_raised(const pl_ingest_t *ing)
+{
+    return ing->opts.stop != NULL && __atomic_load_n(ing->opts.stop, __ATOMIC_RELAXED) != 0;
+}
+
 static void pool_stop(pl_ingest_t *ing)
 {
     pthread_mutex_lock(&ing->mu);
@@ -750,7 +757,7 @@ static int job_post(pl_ingest_t *ing, file_run_t *fr, job_t *job)
         }
     }
     fr->prog.next_sample = g->index + 1;
-    int stop = ing->opts.stop != NULL && *ing->opts.stop != 0;
+    int stop = stop_raised(ing);
     if (stop || ing->n_recs + ing->n_rejs >= ing->opts.batch_records ||
         ing->batch_bytes >= ing->opts.batch_bytes) {
         CORE_TRY(batch_commit(ing, &fr->prog, fr->path));
@@ -912,7 +919,7 @@ int pl_ingest_file(pl_ingest_t *ing, const char *path)
     fr.base = base_name(path);
     uint64_t t_start = core_now_ns();
     ing->stats.files++;
-    if (ing->opts.stop != NULL && *ing->opts.stop != 0) {
+    if (stop_raised(ing)) {
         return CORE_ECLOSED;
     }
     uint8_t id[PL_STORE_FILE_ID_LEN];

@@ -21,7 +21,7 @@ export OMPI_MCA_pml=ob1 OMPI_MCA_rmaps_base_oversubscribe=1
 # fast one stops inside its plugins and no frame names a library the suppressions could match.
 export LSAN_OPTIONS="suppressions=$SC_SOURCE_ROOT/tests/traind/lsan_mpi.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 MPIRUN=(mpirun --oversubscribe -np 2 -x LSAN_OPTIONS -x OPENBLAS_NUM_THREADS -x ASAN_OPTIONS
-        -x UBSAN_OPTIONS)
+        -x UBSAN_OPTIONS -x TSAN_OPTIONS)
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}fast_unwind_on_malloc=0"
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1}
 make_store "$W/st" emoji-google

@@ -90,9 +90,9 @@ typedef struct pl_ingest_opts_s {
     int log_rejects;      /* log each rejected sample once (default 1) */
     pl_ingest_progress_cb progress;
     void *progress_ud;
-    /* When non-NULL and *stop becomes non-zero (e.g. from a signal handler), the ingest commits
-     * the samples done so far and pl_ingest_file returns CORE_ECLOSED; a later ingest continues
-     * after them. */
+    /* When non-NULL and *stop becomes non-zero (from a signal handler, or another thread that
+     * stores it with __atomic_store_n; it is read atomically), the ingest commits the samples
+     * done so far and pl_ingest_file returns CORE_ECLOSED; a later ingest continues after them. */
     const volatile int *stop;
     /* Worker threads that check, tokenize and encode samples (0 or 1: all on the calling
      * thread; at most 256). Reading the archive and committing stay on the calling thread, in
