@@ -54,6 +54,15 @@ struct pl_tok_s {
     uint32_t *mbk;
     uint64_t *mbovf;
     uint64_t mbmask; /* buckets - 1 */
+    /* Smaller tables for a merges file of a trained file's shape (merge i makes id 512 + i, every
+     * pair once, ids below 0xffff: CLIP's and sc-tok train's): `trained` is 1 and the short-word
+     * BPE looks pairs of two base symbols up in brank ([a << 9 | b]: rank, 0xffff if none) and
+     * the others in rtab, 64-byte buckets of ten keys and their 16-bit ranks, so that more of them
+     * stays in the CPU caches beside the word cache (tok_bpe.c). NULL / 0 otherwise. */
+    int trained;
+    uint16_t *brank;
+    struct pl__tok_rbucket_s *rtab;
+    uint64_t rbuckets;
     unsigned mbshift; /* 64 - log2(buckets): a key's bucket is pl__tok_mbucket */
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
@@ -177,9 +186,24 @@ void pl__html_unescape(const uint32_t *in, size_t n, uint32_t *out, size_t *n_ou
 
 /* --- tok_bpe.c --- */
 /* Merges the n >= 1 initial symbols in `syms` (canonical ids) in place; *n_out gets the final
- * count. force_long = 1 uses the heap algorithm even for short words (tests compare both).
+ * count. mode: PL__TOK_BPE_AUTO, or one implementation forced (tests compare them).
  * Errors: -ENOMEM. */
-int pl__tok_bpe(const pl_tok_t *tok, uint32_t *syms, size_t n, size_t *n_out, int force_long);
+enum {
+    PL__TOK_BPE_AUTO = 0,    /* what encode uses */
+    PL__TOK_BPE_HEAP = 1,    /* the O(n log n) rounds at any length: the tests' reference */
+    PL__TOK_BPE_GENERAL = 2, /* the short-word loop on the general table (mbk / mtab) */
+};
+int pl__tok_bpe(const pl_tok_t *tok, uint32_t *syms, size_t n, size_t *n_out, int mode);
+#define PL__TOK_RANK16_NONE 0xffffu
+typedef struct pl__tok_rbucket_s {
+    uint32_t key[10];  /* a << 16 | b; UINT32_MAX: empty */
+    uint16_t rank[11]; /* rank[10] = 0xffff: what a lookup that matched no key reads */
+    uint16_t overflow; /* 1: a key whose home is this bucket lives in a later one */
+} pl__tok_rbucket_t;
+_Static_assert(sizeof(pl__tok_rbucket_t) == 64, "one cache line a bucket");
+/* Builds tok->brank and tok->rtab and sets tok->trained when the merge table has a trained file's
+ * shape (tok_bpe.c). Errors: -ENOMEM. */
+int pl__tok_bpe_prepare(pl_tok_t *tok);
 /* Slot hash of a merge-table key. */
 static inline uint64_t pl__tok_mix(uint64_t k)
 {
@@ -196,6 +220,8 @@ static inline uint64_t pl__tok_mbucket(const pl_tok_t *tok, uint32_t key)
 }
 /* Rank and result id of the merge (a, b), or PL__TOK_NONE. */
 uint32_t pl__tok_merge_find(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);
+/* The same from the trained tables (tok->trained only; a, b below 0xffff). */
+uint32_t pl__tok_merge_find_trained(const pl_tok_t *tok, uint32_t a, uint32_t b, uint32_t *new_id);
 
 /* --- tok_cache.c --- */
 /* Two caches per tokenizer: short words in 64-byte entries, longer ones in 256-byte entries.

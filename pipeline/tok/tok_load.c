@@ -441,6 +441,9 @@ static int build(pl_tok_t *tok, const char *text, size_t tlen)
     }
     tok->raw_off[tok->vocab_size] = (uint32_t)r;
 
+    rc = pl__tok_bpe_prepare(tok);
+    CORE_FAIL_IF(rc != 0, rc);
+
     /* Identity: sha256 of the used merge lines, "a b\n" each. */
     core_sha256_t h;
     core_sha256_init(&h);
@@ -472,6 +475,8 @@ void pl_tok_free(pl_tok_t *tok)
     core_free(tok->raw_bytes);
     core_free_aligned(tok->mtab);
     core_free_aligned(tok->mbk);
+    core_free(tok->brank);
+    core_free_aligned(tok->rtab);
     core_free(tok->mbovf);
     core_free(tok);
 }

@@ -57,7 +57,8 @@ static int piece_cb(void *ud, const char *piece, size_t len)
         a[i] = b[i] = i + 1 < len ? f->tok->byte_id[c] : f->tok->byte_id_w[c];
     }
     size_t na, nb;
-    if (pl__tok_bpe(f->tok, a, len, &na, 0) == 0 && pl__tok_bpe(f->tok, b, len, &nb, 1) == 0) {
+    if (pl__tok_bpe(f->tok, a, len, &na, PL__TOK_BPE_AUTO) == 0 &&
+        pl__tok_bpe(f->tok, b, len, &nb, PL__TOK_BPE_HEAP) == 0) {
         if (na != nb || memcmp(a, b, na * sizeof *a) != 0) {
             __builtin_trap();
         }

@@ -720,25 +720,92 @@ T_CASE(cost_linear_100k)
 
 T_CASE(bpe_short_and_long_agree)
 {
+    /* Three implementations of one BPE: the short-word loop on the trained tables (what encode
+     * uses for CLIP), the same loop on the general table, and the heap rounds. */
     pl_tok_t *tok = tok_clip();
+    T_ASSERT_EQ(tok->trained, 1);
     uint64_t s = 12345;
     const char *alpha = "aeinorstlh\304\260!.";
     size_t na = strlen(alpha);
     for (int it = 0; it < 3000; it++) {
         s = s * 6364136223846793005ull + 1442695040888963407ull;
         size_t n = 2 + (size_t)(s >> 33) % (PL__TOK_SHORT_WORD - 1);
-        uint32_t a[PL__TOK_SHORT_WORD], b[PL__TOK_SHORT_WORD];
+        uint32_t a[PL__TOK_SHORT_WORD], b[PL__TOK_SHORT_WORD], c[PL__TOK_SHORT_WORD];
         for (size_t i = 0; i < n; i++) {
             s = s * 6364136223846793005ull + 1442695040888963407ull;
             uint8_t byte = it % 3 == 0 ? (uint8_t)(s >> 40) : (uint8_t)alpha[(s >> 40) % na];
             a[i] = i + 1 < n ? tok->byte_id[byte] : tok->byte_id_w[byte];
         }
         memcpy(b, a, sizeof a);
-        size_t na_out, nb_out;
-        T_ASSERT_OK(pl__tok_bpe(tok, a, n, &na_out, 0));
-        T_ASSERT_OK(pl__tok_bpe(tok, b, n, &nb_out, 1));
-        assert_ids(a, na_out, b, nb_out, "short vs heap BPE");
+        memcpy(c, a, sizeof a);
+        size_t na_out, nb_out, nc_out;
+        T_ASSERT_OK(pl__tok_bpe(tok, a, n, &na_out, PL__TOK_BPE_AUTO));
+        T_ASSERT_OK(pl__tok_bpe(tok, b, n, &nb_out, PL__TOK_BPE_HEAP));
+        T_ASSERT_OK(pl__tok_bpe(tok, c, n, &nc_out, PL__TOK_BPE_GENERAL));
+        assert_ids(a, na_out, b, nb_out, "short (trained tables) vs heap BPE");
+        assert_ids(c, nc_out, b, nb_out, "short (general table) vs heap BPE");
     }
+    pl_tok_free(tok);
+}
+
+T_CASE(trained_tables_match_the_merge_table)
+{
+    /* Every merge answers the same from both tables, and so do pairs that are not merges:
+     * every pair of base symbols, and each merge with its operands swapped or shifted. */
+    pl_tok_t *tok = tok_clip();
+    T_ASSERT_EQ(tok->trained, 1);
+    T_ASSERT(tok->brank != NULL && tok->rtab != NULL);
+    size_t merges = 0, others = 0;
+    for (uint64_t i = 0; i <= tok->mmask; i++) {
+        const pl__merge_slot_t *sl = &tok->mtab[i];
+        if (sl->key == UINT64_MAX) {
+            continue;
+        }
+        uint32_t a = (uint32_t)(sl->key >> 32), b = (uint32_t)sl->key;
+        uint32_t probe[3][2] = {{a, b}, {b, a}, {a, b + 1}};
+        for (int k = 0; k < 3; k++) {
+            uint32_t x = probe[k][0], y = probe[k][1], id1 = 0, id2 = 0;
+            uint32_t r1 = pl__tok_merge_find(tok, x, y, &id1);
+            uint32_t r2 = pl__tok_merge_find_trained(tok, x, y, &id2);
+            T_ASSERT_EQ(r1, r2);
+            if (r1 != PL__TOK_NONE) {
+                T_ASSERT_EQ(id1, id2);
+            }
+            merges += k == 0;
+            others += k != 0 && r1 == PL__TOK_NONE;
+        }
+    }
+    T_ASSERT_EQ(merges, 48894);
+    T_ASSERT(others > 90000);
+    for (uint32_t a = 0; a < 512; a++) {
+        for (uint32_t b = 0; b < 512; b++) {
+            uint32_t id1 = 0, id2 = 0;
+            uint32_t r1 = pl__tok_merge_find(tok, a, b, &id1);
+            T_ASSERT_EQ(r1, pl__tok_merge_find_trained(tok, a, b, &id2));
+        }
+    }
+    pl_tok_free(tok);
+}
+
+T_CASE(untrained_shape_uses_the_general_table)
+{
+    /* A repeated pair (its first rank makes no id), or a merge whose result is not id 512 + rank,
+     * keeps the short-word loop on the general table; results stay the reference's. */
+    const char *files[] = {"#h\na b</w>\na b</w>\n", "#h\na b\nb c</w>\na bc</w>\nab c</w>\n"};
+    for (size_t f = 0; f < 2; f++) {
+        pl_tok_t *tok;
+        T_ASSERT_OK(load_str(files[f], &tok));
+        T_ASSERT_EQ(tok->trained, 0);
+        T_ASSERT(tok->brank == NULL && tok->rtab == NULL);
+        uint32_t ids[4];
+        size_t n;
+        T_ASSERT_OK(pl_tok_encode(tok, "abc", 3, ids, 4, &n));
+        T_ASSERT(n >= 1);
+        pl_tok_free(tok);
+    }
+    pl_tok_t *tok;
+    T_ASSERT_OK(load_str("#h\na b\nb c</w>\na bc</w>\n", &tok));
+    T_ASSERT_EQ(tok->trained, 1); /* the same without the second way to make "abc</w>" */
     pl_tok_free(tok);
 }
 

@@ -135,7 +135,7 @@ static int ref_piece(void *ud, const char *piece, size_t len)
         w[i] = i + 1 < len ? tok->byte_id[c] : tok->byte_id_w[c];
     }
     size_t k;
-    T_ASSERT_OK(pl__tok_bpe(tok, w, len, &k, 0));
+    T_ASSERT_OK(pl__tok_bpe(tok, w, len, &k, PL__TOK_BPE_AUTO));
     r->n += k;
     return 0;
 }
