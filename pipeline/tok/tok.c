@@ -296,14 +296,13 @@ static const uint8_t f_cls[128] = {
 #undef O
 };
 
-/* Class of the code point at s[*i] (valid UTF-8, at least 0x80), advancing *i; str.isspace
- * characters count as PL__CLS_SPACE. */
-static inline int cp_class(const uint8_t *s, size_t len, size_t *i)
+/* Class of the non-ASCII code point at s[*i], advancing *i past it: what pl__tok_fast_lower
+ * wrote in cls for it (str.isspace characters count as PL__CLS_SPACE). */
+static inline int cp_class(const uint8_t *cls, size_t *i)
 {
-    uint32_t cp = 0;
-    (void)pl__utf8_next_inl(s, len, i, &cp); /* pl__tok_fast_lower validated the text */
-    uint8_t p = pl__uni_props(cp);
-    return (p & PL__BMP_PYSPACE) != 0 ? PL__CLS_SPACE : p & PL__BMP_CLASS;
+    uint8_t v = cls[*i];
+    *i += v >> 4;
+    return v & 15;
 }
 
 /* Length of the literal `lit` (lowercase ASCII) at s[i] in lowercased text, or 0. Under
@@ -348,7 +347,7 @@ static inline size_t contraction_at(const uint8_t *s, size_t len, size_t i)
 /* End of the letter run that continues at s[i]. ASCII letters eight at a time: most words are
  * a few ASCII letters, so one or two word-sized steps replace a loop whose exit the branch
  * predictor cannot guess. The zero padding after the text ends every run. */
-static inline size_t letter_run(const uint8_t *s, size_t len, size_t i)
+static inline size_t letter_run(const uint8_t *s, const uint8_t *cls, size_t len, size_t i)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     for (;;) {
@@ -371,7 +370,7 @@ static inline size_t letter_run(const uint8_t *s, size_t len, size_t i)
             return i < len ? i : len;
         }
         size_t q = i; /* a non-ASCII code point: a letter continues the run */
-        if (cp_class(s, len, &q) != PL__CLS_LETTER) {
+        if (cp_class(cls, &q) != PL__CLS_LETTER) {
             return i;
         }
         i = q;
@@ -382,7 +381,7 @@ static inline size_t letter_run(const uint8_t *s, size_t len, size_t i)
  * str.isspace character separates, so the uncollapsed text gives the same pieces. At each start
  * the literal alternatives are tried first; letter and "other" runs are greedy, numbers single
  * code points, and a class-less code point (U+0345) is skipped like whitespace. */
-static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
+static int fast_pieces(enc_t *e, const uint8_t *s, const uint8_t *ocls, size_t len)
 {
     size_t i = 0;
     while (i < len) {
@@ -393,7 +392,7 @@ static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
             cls = f_cls[c];
             i++;
         } else {
-            cls = cp_class(s, len, &i);
+            cls = cp_class(ocls, &i);
         }
         if (cls == PL__CLS_SPACE || cls == PL__CLS_NONE) {
             continue;
@@ -410,7 +409,7 @@ static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
         if (m > 0) {
             i = start + m;
         } else if (cls == PL__CLS_LETTER) {
-            i = letter_run(s, len, i);
+            i = letter_run(s, ocls, len, i);
         } else if (cls != PL__CLS_NUMBER) {
             while (i < len) {
                 uint8_t d = s[i];
@@ -421,7 +420,7 @@ static int fast_pieces(enc_t *e, const uint8_t *s, size_t len)
                     i++;
                 } else {
                     size_t q = i;
-                    if (cp_class(s, len, &q) != cls) {
+                    if (cp_class(ocls, &q) != cls) {
                         break;
                     }
                     i = q;
@@ -444,13 +443,14 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     e->hit_short = e->hit_long = e->miss = 0;
     int rc;
     uint8_t low[FAST_CAP + PL__TOK_FAST_PAD];
+    uint8_t low_cls[FAST_CAP]; /* written only where the lowercase has a non-ASCII code point */
     size_t low_len;
     char *clean = NULL;
     char buf[4096]; /* captions up to ~1 KiB clean without allocating */
     if (len <= FAST_MAX &&
-        pl__tok_fast_lower((const uint8_t *)text, len, low, FAST_CAP, &low_len)) {
+        pl__tok_fast_lower((const uint8_t *)text, len, low, low_cls, FAST_CAP, &low_len)) {
         e->padded = 1;
-        rc = fast_pieces(e, low, low_len);
+        rc = fast_pieces(e, low, low_cls, low_len);
     } else {
         size_t clen;
         rc = pl__tok_clean_into(text, len, buf, sizeof buf, &clean, &clen);

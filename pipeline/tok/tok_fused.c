@@ -65,7 +65,16 @@ static inline int lower8(uint64_t *w)
     return 1;
 }
 
-int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, size_t *out_len)
+/* The class byte of a code point of `nbytes` UTF-8 bytes and table byte p (see cls in
+ * pl__tok_fast_lower). */
+static inline uint8_t class_byte(uint8_t p, size_t nbytes)
+{
+    unsigned c = (p & PL__BMP_PYSPACE) != 0 ? PL__CLS_SPACE : p & PL__BMP_CLASS;
+    return (uint8_t)(c | nbytes << 4);
+}
+
+int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls, size_t cap,
+                       size_t *out_len)
 {
     const uint64_t highs = 0x8080808080808080ull;
     size_t i = 0, o = 0;
@@ -156,6 +165,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
             return 0;
         }
         if ((p & PL__BMP_LOWER_SAME) != 0) {
+            cls[o] = class_byte(p, i - at);
             if (len - at >= 4) {
                 memcpy(out + o, s + at, 4); /* one copy; the bytes past the character are
                                                overwritten next or are padding */
@@ -172,7 +182,11 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, size_t cap, s
             uint32_t low[3];
             int k = pl__uni_lower(cp, low);
             for (int j = 0; j < k; j++) {
-                o += pl__utf8_put(out + o, low[j]);
+                size_t nb = pl__utf8_put(out + o, low[j]);
+                if (low[j] >= 0x80) {
+                    cls[o] = class_byte(pl__uni_props(low[j]), nb);
+                }
+                o += nb;
             }
         }
         run_i = i;

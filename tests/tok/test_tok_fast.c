@@ -188,11 +188,30 @@ typedef struct {
     size_t fast, full, errors;
 } tally_t;
 
+/* The class byte pl__tok_fast_lower wrote for each non-ASCII code point of its output: the
+ * pre-tokeniser's class from the slow functions (not the table it reads), and the length. */
+static void check_classes(const uint8_t *low, const uint8_t *cls, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t at = i;
+        uint32_t cp;
+        T_ASSERT_OK(pl__utf8_next(low, n, &i, &cp));
+        if (cp < 0x80) {
+            continue;
+        }
+        int want = pl__uni_is_pyspace(cp) ? PL__CLS_SPACE : pl__uni_class(cp);
+        if (cls[at] != (want | (int)(i - at) << 4)) {
+            T_FAIL("U+%04X at %zu: class byte 0x%02x, want class %d, %zu bytes", (unsigned)cp, at,
+                   cls[at], want, i - at);
+        }
+    }
+}
+
 /* Checks one text both ways; tallies which path cleaning takes. */
 static void check_text(const pl_tok_t *tok, const char *text, size_t len, tally_t *t)
 {
     static uint32_t want[4 * MAX_TEXT], got[4 * MAX_TEXT];
-    static uint8_t low[FAST_ROOM + PL__TOK_FAST_PAD];
+    static uint8_t low[FAST_ROOM + PL__TOK_FAST_PAD], low_cls[FAST_ROOM];
     static char flat[FAST_ROOM], clean_copy[FAST_ROOM];
     size_t nw = 0, ng = 0;
     int rw = ref_encode(tok, text, len, want, 4 * MAX_TEXT, &nw);
@@ -202,7 +221,7 @@ static void check_text(const pl_tok_t *tok, const char *text, size_t len, tally_
                core_err_name(rg));
     }
     size_t low_len;
-    int fast = pl__tok_fast_lower((const uint8_t *)text, len, low, FAST_ROOM, &low_len);
+    int fast = pl__tok_fast_lower((const uint8_t *)text, len, low, low_cls, FAST_ROOM, &low_len);
     if (rw < 0) {
         T_ASSERT_EQ(rw, CORE_EBAD_UTF8);
         T_ASSERT_EQ(fast, 0); /* invalid UTF-8 is the full chain's to report */
@@ -229,6 +248,7 @@ static void check_text(const pl_tok_t *tok, const char *text, size_t len, tally_
         for (size_t i = 0; i < PL__TOK_FAST_PAD; i++) {
             T_ASSERT_EQ(low[low_len + i], 0); /* the padding the key words read */
         }
+        check_classes(low, low_cls, low_len);
         t->fast++;
     } else {
         t->full++;
@@ -310,25 +330,30 @@ T_CASE(fast_path_takes_and_hands_over)
         {"\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE", 1, "\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE"},
         {"a\xCC\xA3\xCC\x81", 0, NULL},
         {"\xCC\x81", 0, NULL},
+        /* every class byte: letters mapped to a letter and to a letter plus a mark (U+0130),
+         * str.isspace (U+00A0, U+3000), numbers, U+0345 (no class), a four-byte symbol */
+        {"\xC7\x84\xC4\xB0x\xC2\xA0\xE3\x80\x80\xD9\xA3\xCD\x85\xF0\x9F\x98\x80\xE4\xB8\xAD", 1,
+         "\xC7\x86i\xCC\x87x\xC2\xA0\xE3\x80\x80\xD9\xA3\xCD\x85\xF0\x9F\x98\x80\xE4\xB8\xAD"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t low[64 + PL__TOK_FAST_PAD];
+        uint8_t low[64 + PL__TOK_FAST_PAD], cls[64];
         size_t n = 0, len = strlen(cases[i].s);
-        int fast = pl__tok_fast_lower((const uint8_t *)cases[i].s, len, low, 64, &n);
+        int fast = pl__tok_fast_lower((const uint8_t *)cases[i].s, len, low, cls, 64, &n);
         if (fast != cases[i].fast) {
             T_FAIL("case %zu: fast path %d, want %d", i, fast, cases[i].fast);
         }
         if (fast) {
             T_ASSERT_EQ(n, strlen(cases[i].low));
             T_ASSERT(memcmp(low, cases[i].low, n) == 0);
+            check_classes(low, cls, n);
         }
     }
     /* Output that would pass the room given is handed over, not cut. */
-    uint8_t low[4 + PL__TOK_FAST_PAD];
+    uint8_t low[4 + PL__TOK_FAST_PAD], cls[4];
     size_t n;
-    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"\xC8\xBA\xC8\xBA", 4, low, 4, &n), 0);
-    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"abcdefgh", 8, low, 4, &n), 0);
-    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"abCD", 4, low, 4, &n), 1);
+    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"\xC8\xBA\xC8\xBA", 4, low, cls, 4, &n), 0);
+    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"abcdefgh", 8, low, cls, 4, &n), 0);
+    T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"abCD", 4, low, cls, 4, &n), 1);
     T_ASSERT(n == 4 && memcmp(low, "abcd", 4) == 0);
 }
 
