@@ -152,8 +152,11 @@ static int bpe_piece(enc_t *e, const uint8_t *p, size_t len, pl__tok_cache_t *c,
     return rc;
 }
 
-/* BPE of one pre-token (through the cache); returns 0 or a negative error. */
-static int do_piece(enc_t *e, piece_t *pc)
+/* BPE of one pre-token (through the cache); returns 0 or a negative error. `k_short` is what
+ * flush's lookup in the short-word cache returned (-1 missed, -2 redirected), or NOT_LOOKED when
+ * it did not look. */
+#define NOT_LOOKED (-3)
+__attribute__((noinline)) static int do_piece(enc_t *e, piece_t *pc, int k_short)
 {
     const pl_tok_t *tok = e->tok;
     const uint8_t *p = pc->p;
@@ -197,7 +200,9 @@ static int do_piece(enc_t *e, piece_t *pc)
     /* Hits go straight to the output when it has room for any result. */
     uint32_t *dst = e->n + PL__CACHE_LONG_IDS <= e->room ? e->ids + e->n : hit;
     int k = -2;
-    if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
+    if (k_short != NOT_LOOKED) {
+        k = k_short;
+    } else if (len <= PL__CACHE_SHORT_KEY && tok->cache != NULL) {
         k = pl__tok_cache_get_short(tok->cache, pc->h, kw, len, dst);
         e->hit_short += k >= 0;
     }
@@ -227,12 +232,28 @@ static int do_piece(enc_t *e, piece_t *pc)
  * caption overlap, then the lookups. Returns 1 when encoding should stop, or an error. */
 static int flush(enc_t *e)
 {
+    pl__tok_cache_t *c = e->tok->cache;
     size_t nb = e->nb;
     e->nb = 0;
     for (size_t i = 0; i < nb; i++) {
-        int rc = do_piece(e, &e->batch[i]);
-        if (rc < 0) {
-            return rc;
+        piece_t *pc = &e->batch[i];
+        int k = NOT_LOOKED;
+        /* The usual case inline: a word of 2..24 bytes found in the short-word cache, its ids
+         * copied straight to the output. Everything else (one-byte words, the special strings,
+         * which are never cached, long words, misses) is do_piece's. */
+        if (c != NULL && pc->len - 2 <= PL__CACHE_SHORT_KEY - 2 &&
+            e->n + PL__CACHE_SHORT_IDS <= e->room) {
+            k = pl__tok_cache_get_short(c, pc->h, pc->kw, pc->len, e->ids + e->n);
+            if (k >= 0) {
+                e->n += (size_t)k;
+                e->hit_short++;
+            }
+        }
+        if (k < 0) {
+            int rc = do_piece(e, pc, k);
+            if (rc < 0) {
+                return rc;
+            }
         }
         if (e->n >= e->stop) {
             return 1;

@@ -406,10 +406,16 @@ static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const 
         if (diff != 0) {
             continue; /* another key with this tag */
         }
-        for (size_t k = 0; k < PL__CACHE_SHORT_IDS / 2; k++) {
-            uint64_t v = atomic_load_explicit(&e[4 + k], memory_order_relaxed);
-            memcpy(ids + 2 * k, &v, sizeof v);
-        }
+        /* four loads and stores, written out: GCC keeps a loop of atomic loads a loop */
+        uint64_t v0 = atomic_load_explicit(&e[4], memory_order_relaxed);
+        uint64_t v1 = atomic_load_explicit(&e[5], memory_order_relaxed);
+        uint64_t v2 = atomic_load_explicit(&e[6], memory_order_relaxed);
+        uint64_t v3 = atomic_load_explicit(&e[7], memory_order_relaxed);
+        _Static_assert(PL__CACHE_SHORT_IDS == 8, "eight ids: four words");
+        memcpy(ids, &v0, 8);
+        memcpy(ids + 2, &v1, 8);
+        memcpy(ids + 4, &v2, 8);
+        memcpy(ids + 6, &v3, 8);
         atomic_thread_fence(memory_order_acquire);
         if (atomic_load_explicit(&e[0], memory_order_relaxed) != s1) {
             continue; /* a writer changed the entry while we read it */
