@@ -127,70 +127,74 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
             pl__uni_init(); /* once per text: pthread_once's fast path is one load */
             init = 1;
         }
-        size_t at = i;
-        uint32_t cp;
-        if (pl__utf8_next_inl(s, len, &i, &cp) != 0) {
-            return 0; /* the full chain reports CORE_EBAD_UTF8 */
-        }
-        uint8_t p = pl__uni_props(cp);
-        if ((p & PL__BMP_NFC_UNSAFE) != 0) {
-            /* The NFC quick check, with a closer look where it says Maybe:
-             * - a combining mark that is quick-check Yes (virama, nukta, Thai vowel signs and
-             *   tone marks) never composes; the text stays NFC while consecutive marks are in
-             *   canonical order (classes not decreasing);
-             * - a quick-check Maybe or No character (Bengali vowel signs) after a quick-check Yes
-             *   starter stays when NFC leaves the two alone (that starter is the only character
-             *   it could compose with);
-             * - after another such character it stays when it is a starter that NFC leaves
-             *   alone, together with the one before when that is a starter too (after a mark,
-             *   the mark blocks any composition with the starter before it); a mark there goes
-             *   to the full chain. */
-            int ccc = pl__uni_ccc(cp);
-            if (at != mark_end) {
-                if ((p & PL__BMP_NFC_QC) != 0 && !nfc_keeps(s, at, i, 1)) {
+        /* Non-ASCII code points one after another without going back through the ASCII
+         * checks above (runs of Cyrillic, CJK, ...). */
+        do {
+            size_t at = i;
+            uint32_t cp;
+            if (pl__utf8_next_inl(s, len, &i, &cp) != 0) {
+                return 0; /* the full chain reports CORE_EBAD_UTF8 */
+            }
+            uint8_t p = pl__uni_props(cp);
+            if ((p & PL__BMP_NFC_UNSAFE) != 0) {
+                /* The NFC quick check, with a closer look where it says Maybe:
+                 * - a combining mark that is quick-check Yes (virama, nukta, Thai vowel signs and
+                 *   tone marks) never composes; the text stays NFC while consecutive marks are in
+                 *   canonical order (classes not decreasing);
+                 * - a quick-check Maybe or No character (Bengali vowel signs) after a quick-check Yes
+                 *   starter stays when NFC leaves the two alone (that starter is the only character
+                 *   it could compose with);
+                 * - after another such character it stays when it is a starter that NFC leaves
+                 *   alone, together with the one before when that is a starter too (after a mark,
+                 *   the mark blocks any composition with the starter before it); a mark there goes
+                 *   to the full chain. */
+                int ccc = pl__uni_ccc(cp);
+                if (at != mark_end) {
+                    if ((p & PL__BMP_NFC_QC) != 0 && !nfc_keeps(s, at, i, 1)) {
+                        return 0;
+                    }
+                } else if ((p & PL__BMP_NFC_QC) != 0) {
+                    if (ccc != 0 || !nfc_keeps(s, at, i, last_ccc == 0)) {
+                        return 0;
+                    }
+                } else if (ccc < last_ccc) {
                     return 0;
                 }
-            } else if ((p & PL__BMP_NFC_QC) != 0) {
-                if (ccc != 0 || !nfc_keeps(s, at, i, last_ccc == 0)) {
-                    return 0;
-                }
-            } else if (ccc < last_ccc) {
+                mark_end = i;
+                last_ccc = ccc;
+            }
+            /* A mapping writes at most 2 code points (pl__uni_lower_max), 8 bytes. */
+            if (cap - o < 8) {
                 return 0;
             }
-            mark_end = i;
-            last_ccc = ccc;
-        }
-        /* A mapping writes at most 2 code points (pl__uni_lower_max), 8 bytes. */
-        if (cap - o < 8) {
-            return 0;
-        }
-        if ((p & PL__BMP_LOWER_SAME) != 0) {
-            cls[o] = class_byte(p, i - at);
-            if (len - at >= 4) {
-                memcpy(out + o, s + at, 4); /* one copy; the bytes past the character are
-                                               overwritten next or are padding */
-                o += i - at;
+            if ((p & PL__BMP_LOWER_SAME) != 0) {
+                cls[o] = class_byte(p, i - at);
+                if (len - at >= 4) {
+                    memcpy(out + o, s + at, 4); /* one copy; the bytes past the character are
+                                                   overwritten next or are padding */
+                    o += i - at;
+                } else {
+                    for (size_t k = at; k < i; k++) {
+                        out[o++] = s[k];
+                    }
+                }
             } else {
-                for (size_t k = at; k < i; k++) {
-                    out[o++] = s[k];
+                if (cp == 0x3A3) {
+                    return 0; /* final sigma depends on the neighbours: the full chain knows it */
+                }
+                uint32_t low[3];
+                int k = pl__uni_lower(cp, low);
+                for (int j = 0; j < k; j++) {
+                    size_t nb = pl__utf8_put(out + o, low[j]);
+                    if (low[j] >= 0x80) {
+                        cls[o] = class_byte(pl__uni_props(low[j]), nb);
+                    }
+                    o += nb;
                 }
             }
-        } else {
-            if (cp == 0x3A3) {
-                return 0; /* final sigma depends on the neighbours: the full chain knows it */
-            }
-            uint32_t low[3];
-            int k = pl__uni_lower(cp, low);
-            for (int j = 0; j < k; j++) {
-                size_t nb = pl__utf8_put(out + o, low[j]);
-                if (low[j] >= 0x80) {
-                    cls[o] = class_byte(pl__uni_props(low[j]), nb);
-                }
-                o += nb;
-            }
-        }
-        run_i = i;
-        run_o = o;
+            run_i = i;
+            run_o = o;
+        } while (i < len && s[i] >= 0x80);
     }
     memset(out + o, 0, PL__TOK_FAST_PAD); /* key words may read past the end */
     *out_len = o;
