@@ -390,11 +390,15 @@ static inline size_t letter_run(const uint8_t *s, const uint8_t *cls, size_t len
         if (i >= len || s[i] < 0x80) {
             return i < len ? i : len;
         }
-        size_t q = i; /* a non-ASCII code point: a letter continues the run */
-        if (cp_class(cls, &q) != PL__CLS_LETTER) {
-            return i;
-        }
-        i = q;
+        /* Non-ASCII code points: letters continue the run; one after another they are taken
+         * without the word test (the zero padding ends the loop at the end). */
+        do {
+            size_t q = i;
+            if (cp_class(cls, &q) != PL__CLS_LETTER) {
+                return i;
+            }
+            i = q;
+        } while (s[i] >= 0x80);
     }
 }
 
