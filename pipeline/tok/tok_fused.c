@@ -76,7 +76,7 @@ static inline uint8_t class_byte(uint8_t p, size_t nbytes)
 int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls, size_t cap,
                        size_t *out_len)
 {
-    const uint64_t highs = 0x8080808080808080ull;
+    const uint64_t highs = 0x8080808080808080ull, ones8 = 0x0101010101010101ull;
     size_t i = 0, o = 0;
     size_t run_i = 0, run_o = 0;  /* where the current stretch of ASCII began, in s and out */
     size_t mark_end = SIZE_MAX; /* where the last character the quick check flags ended */
@@ -87,7 +87,23 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
         while (len - i >= 8 && cap - o >= 8) {
             uint64_t w;
             memcpy(&w, s + i, 8); /* a fixed-size copy is one load */
-            if ((w & highs) != 0) {
+            uint64_t hi = w & highs;
+            if (hi != 0) {
+                /* The ASCII bytes before the first non-ASCII one, in one step (one word, not a
+                 * byte at a time): lower8's sums carry only towards later bytes, so those come
+                 * out right; the bytes written past them are overwritten next. */
+                unsigned n = (unsigned)__builtin_ctzll(hi) >> 3;
+                uint64_t keep = n == 0 ? 0 : ~(uint64_t)0 >> (64 - 8 * n);
+                uint64_t x = (w & keep) ^ (ones8 * '&');
+                if ((((x - ones8) & ~x & highs) & keep) != 0) {
+                    return 0;
+                }
+                uint64_t ge_a = w + ones8 * (0x80 - 'A');
+                uint64_t gt_z = w + ones8 * (0x80 - 'Z' - 1);
+                w |= (ge_a & ~gt_z & highs) >> 2;
+                memcpy(out + o, &w, 8);
+                i += n;
+                o += n;
                 break;
             }
             if (!lower8(&w)) {

@@ -330,6 +330,11 @@ T_CASE(fast_path_takes_and_hands_over)
         {"\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE", 1, "\xE0\xA6\xA1\xE0\xA6\xBC\xE0\xA6\xBE"},
         {"a\xCC\xA3\xCC\x81", 0, NULL},
         {"\xCC\x81", 0, NULL},
+        /* ASCII just before a non-ASCII character goes in one word: its lowercase, and a '&'
+         * there hands the text over */
+        {"ABCDEFG\xC3\x89HIJKLMNOP", 1, "abcdefg\xC3\xA9hijklmnop"},
+        {"AB&CD\xC3\xA9" "EFGHIJKL", 0, NULL},
+        {"ABCDEF&\xC3\xA9" "EFGHIJKL", 0, NULL},
         /* every class byte: letters mapped to a letter and to a letter plus a mark (U+0130),
          * str.isspace (U+00A0, U+3000), numbers, U+0345 (no class), a four-byte symbol */
         {"\xC7\x84\xC4\xB0x\xC2\xA0\xE3\x80\x80\xD9\xA3\xCD\x85\xF0\x9F\x98\x80\xE4\xB8\xAD", 1,
