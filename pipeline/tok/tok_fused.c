@@ -10,6 +10,7 @@
  *
  * Anything else (and invalid UTF-8, so the error comes from the one place that reports it) is
  * left to the full chain, so results never depend on which path ran. */
+#include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -20,6 +21,13 @@
  * With `pair` the one before is a starter that NFC keeps where it is: then it is the only
  * character the one at `at` could compose with, and neither can change otherwise. The text goes
  * through the full chain's NFC (pl__uni_nfc), so the answer is the reference's. */
+/* nfc_keeps' answers: (first code point | second << 21 | count << 42) | answer << 44, in a
+ * direct-mapped table shared by all threads (each slot one atomic word: a reader sees a whole
+ * entry or another key). A count of 1 or 2 makes every key non-zero, so empty slots never match. */
+#define NFC_MEMO_BITS 10
+#define MEMO_KEY ((UINT64_C(1) << 44) - 1)
+static _Atomic uint64_t nfc_memo[1u << NFC_MEMO_BITS];
+
 static int nfc_keeps(const uint8_t *s, size_t at, size_t end, int pair)
 {
     size_t q = at;
@@ -32,12 +40,20 @@ static int nfc_keeps(const uint8_t *s, size_t at, size_t end, int pair)
             q--;
         }
     }
-    uint32_t cps[2], *nfc;
+    uint32_t cps[2] = {0, 0}, *nfc;
     size_t i = q, k = 0, n;
     while (i < end && k < 2) {
         if (pl__utf8_next(s, end, &i, &cps[k++]) != 0) {
             return 0;
         }
+    }
+    /* The answer depends on the one or two code points only: remembered (Bengali, Thai or
+     * Devanagari text asks about the same few pairs over and over, and the full NFC allocates). */
+    uint64_t key = (uint64_t)cps[0] | (uint64_t)cps[1] << 21 | (uint64_t)k << 42;
+    _Atomic uint64_t *slot = &nfc_memo[(key * 0x9e3779b97f4a7c15ull) >> (64 - NFC_MEMO_BITS)];
+    uint64_t m = atomic_load_explicit(slot, memory_order_relaxed);
+    if ((m & MEMO_KEY) == key) {
+        return (int)(m >> 44) & 1;
     }
     if (pl__uni_nfc(s + q, end - q, &nfc, &n) != 0) {
         return 0;
@@ -47,6 +63,7 @@ static int nfc_keeps(const uint8_t *s, size_t at, size_t end, int pair)
         same = nfc[j] == cps[j];
     }
     core_free(nfc);
+    atomic_store_explicit(slot, key | (uint64_t)same << 44, memory_order_relaxed);
     return same;
 }
 
