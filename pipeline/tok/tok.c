@@ -322,7 +322,7 @@ static const uint8_t f_cls[128] = {
 static inline int cp_class(const uint8_t *cls, size_t *i)
 {
     uint8_t v = cls[*i];
-    *i += v >> 4;
+    *i += (v >> 4) & 7;
     return v & 15;
 }
 
@@ -365,40 +365,27 @@ static inline size_t contraction_at(const uint8_t *s, size_t len, size_t i)
     return 0;
 }
 
-/* End of the letter run that continues at s[i]. ASCII letters eight at a time: most words are
- * a few ASCII letters, so one or two word-sized steps replace a loop whose exit the branch
- * predictor cannot guess. The zero padding after the text ends every run. */
+/* End of the letter run that continues at s[i]: ASCII letters from the bytes, other scripts'
+ * letters from their class bytes (PL__TOK_CLS_LETTER_BYTE on each of their bytes), eight bytes a
+ * step whatever the script, so the loop's exit is the word's end and not every change between
+ * ASCII and non-ASCII. The zero padding after the text (bytes and class bytes) ends every run. */
 static inline size_t letter_run(const uint8_t *s, const uint8_t *cls, size_t len, size_t i)
 {
     const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
     for (;;) {
-        for (;;) {
-            uint64_t w;
-            memcpy(&w, s + i, 8); /* within the text and its zero padding (i <= len) */
-            /* 'a'..'z' per byte, on the low 7 bits so no sum carries into the next byte;
-             * bytes >= 0x80 and lowercase-free ASCII are not letters here */
-            uint64_t y = w & ~highs;
-            uint64_t ge_a = y + ones * (0x80 - 'a');
-            uint64_t gt_z = y + ones * (0x80 - 'z' - 1);
-            uint64_t other = ~(ge_a & ~gt_z & ~w) & highs;
-            if (other != 0) {
-                i += (size_t)__builtin_ctzll(other) >> 3; /* little-endian: first byte lowest */
-                break;
-            }
-            i += 8;
-        }
-        if (i >= len || s[i] < 0x80) {
+        uint64_t w, m;
+        memcpy(&w, s + i, 8); /* within the text and its padding (i <= len) */
+        memcpy(&m, cls + i, 8);
+        /* 'a'..'z' per byte, on the low 7 bits so no sum carries into the next byte */
+        uint64_t y = w & ~highs;
+        uint64_t ge_a = y + ones * (0x80 - 'a');
+        uint64_t gt_z = y + ones * (0x80 - 'z' - 1);
+        uint64_t other = ~((ge_a & ~gt_z & ~w) | m) & highs;
+        if (other != 0) {
+            i += (size_t)__builtin_ctzll(other) >> 3; /* little-endian: first byte lowest */
             return i < len ? i : len;
         }
-        /* Non-ASCII code points: letters continue the run; one after another they are taken
-         * without the word test (the zero padding ends the loop at the end). */
-        do {
-            size_t q = i;
-            if (cp_class(cls, &q) != PL__CLS_LETTER) {
-                return i;
-            }
-            i = q;
-        } while (s[i] >= 0x80);
+        i += 8;
     }
 }
 
@@ -468,7 +455,7 @@ static int encode(const pl_tok_t *tok, const char *text, size_t len, enc_t *e)
     e->hit_short = e->hit_long = e->miss = 0;
     int rc;
     uint8_t low[FAST_CAP + PL__TOK_FAST_PAD];
-    uint8_t low_cls[FAST_CAP]; /* written only where the lowercase has a non-ASCII code point */
+    uint8_t low_cls[FAST_CAP + PL__TOK_FAST_PAD]; /* pl__tok_fast_lower's class bytes */
     size_t low_len;
     char *clean = NULL;
     char buf[4096]; /* captions up to ~1 KiB clean without allocating */

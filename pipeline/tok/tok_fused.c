@@ -84,10 +84,20 @@ static inline int lower8(uint64_t *w)
 
 /* The class byte of a code point of `nbytes` UTF-8 bytes and table byte p (see cls in
  * pl__tok_fast_lower). */
-static inline uint8_t class_byte(uint8_t p, size_t nbytes)
+static inline unsigned class_of(uint8_t p)
 {
-    unsigned c = (p & PL__BMP_PYSPACE) != 0 ? PL__CLS_SPACE : p & PL__BMP_CLASS;
-    return (uint8_t)(c | nbytes << 4);
+    return (p & PL__BMP_PYSPACE) != 0 ? PL__CLS_SPACE : p & PL__BMP_CLASS;
+}
+
+/* Writes the class bytes of a non-ASCII code point of `nbytes` bytes and table byte p at cls
+ * (four bytes: the ones past the code point are overwritten next, or by the padding). */
+static inline void put_class(uint8_t *cls, uint8_t p, size_t nbytes)
+{
+    unsigned c = class_of(p);
+    uint32_t f = c == PL__CLS_LETTER ? PL__TOK_CLS_LETTER_BYTE : 0;
+    uint32_t v = f * 0x01010101u;
+    v = (v & ~(uint32_t)0xff) | f | c | (uint32_t)nbytes << 4;
+    memcpy(cls, &v, 4);
 }
 
 int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls, size_t cap,
@@ -119,6 +129,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
                 uint64_t gt_z = w + ones8 * (0x80 - 'Z' - 1);
                 w |= (ge_a & ~gt_z & highs) >> 2;
                 memcpy(out + o, &w, 8);
+                memset(cls + o, 0, 8);
                 i += n;
                 o += n;
                 break;
@@ -127,6 +138,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
                 return 0;
             }
             memcpy(out + o, &w, 8);
+            memset(cls + o, 0, 8);
             i += 8;
             o += 8;
         }
@@ -143,6 +155,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
                     return 0;
                 }
                 memcpy(out + run_o + (len - 8 - run_i), &w, 8);
+                memset(cls + run_o + (len - 8 - run_i), 0, 8);
                 o = run_o + (len - run_i);
                 break;
             }
@@ -152,6 +165,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
             if (c == '&' || o == cap) {
                 return 0;
             }
+            cls[o] = 0;
             out[o++] = (uint8_t)((c >= 'A' && c <= 'Z') ? c + 32 : c);
             i++;
             continue;
@@ -201,7 +215,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
                 return 0;
             }
             if ((p & PL__BMP_LOWER_SAME) != 0) {
-                cls[o] = class_byte(p, i - at);
+                put_class(cls + o, p, i - at);
                 if (len - at >= 4) {
                     memcpy(out + o, s + at, 4); /* one copy; the bytes past the character are
                                                    overwritten next or are padding */
@@ -220,7 +234,9 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
                 for (int j = 0; j < k; j++) {
                     size_t nb = pl__utf8_put(out + o, low[j]);
                     if (low[j] >= 0x80) {
-                        cls[o] = class_byte(pl__uni_props(low[j]), nb);
+                        put_class(cls + o, pl__uni_props(low[j]), nb);
+                    } else {
+                        cls[o] = 0;
                     }
                     o += nb;
                 }
@@ -230,6 +246,7 @@ int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls,
         } while (i < len && s[i] >= 0x80);
     }
     memset(out + o, 0, PL__TOK_FAST_PAD); /* key words may read past the end */
+    memset(cls + o, 0, PL__TOK_FAST_PAD);  /* and letter runs eight class bytes at a time */
     *out_len = o;
     return 1;
 }

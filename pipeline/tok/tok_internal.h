@@ -176,11 +176,14 @@ int pl__tok_clean_into(const char *text, size_t len, char *buf, size_t cap, char
  * U+03A3; valid UTF-8), writes its lowercase, uncollapsed, to out, then PL__TOK_FAST_PAD zero
  * bytes, and returns 1 with *out_len set; otherwise (or when the result would pass `cap` bytes)
  * returns 0 and the caller runs pl__tok_clean_into. `out` has room for cap + PL__TOK_FAST_PAD. */
-/* It also writes, at the offset in out of each non-ASCII code point it writes, that code point's
- * pre-tokeniser class (PL__CLS_*, str.isspace as PL__CLS_SPACE) | its UTF-8 length << 4, so that
- * splitting the lowercase decodes nothing (cls: cap bytes; other offsets are left unwritten). */
+/* It also writes a class byte for each byte of out, so that splitting the lowercase decodes
+ * nothing: 0 for ASCII; at the first byte of a non-ASCII code point its pre-tokeniser class
+ * (PL__CLS_*, str.isspace as PL__CLS_SPACE) | its UTF-8 length << 4; and PL__TOK_CLS_LETTER_BYTE
+ * on every byte of a non-ASCII letter, so letter runs can be found eight bytes at a time across
+ * scripts. cls has room for cap + PL__TOK_FAST_PAD bytes (the padding is zero too). */
 int pl__tok_fast_lower(const uint8_t *s, size_t len, uint8_t *out, uint8_t *cls, size_t cap,
                        size_t *out_len);
+#define PL__TOK_CLS_LETTER_BYTE 0x80
 #define PL__TOK_FAST_PAD 24 /* zero bytes after the text: a short key's three words may read them */
 
 /* --- tok_html.c --- */

@@ -197,13 +197,21 @@ static void check_classes(const uint8_t *low, const uint8_t *cls, size_t n)
         uint32_t cp;
         T_ASSERT_OK(pl__utf8_next(low, n, &i, &cp));
         if (cp < 0x80) {
+            T_ASSERT_EQ(cls[at], 0);
             continue;
         }
         int want = pl__uni_is_pyspace(cp) ? PL__CLS_SPACE : pl__uni_class(cp);
-        if (cls[at] != (want | (int)(i - at) << 4)) {
+        int letter = want == PL__CLS_LETTER ? PL__TOK_CLS_LETTER_BYTE : 0;
+        if (cls[at] != (want | (int)(i - at) << 4 | letter)) {
             T_FAIL("U+%04X at %zu: class byte 0x%02x, want class %d, %zu bytes", (unsigned)cp, at,
                    cls[at], want, i - at);
         }
+        for (size_t b = at + 1; b < i; b++) {
+            T_ASSERT_EQ(cls[b], letter);
+        }
+    }
+    for (size_t b = n; b < n + PL__TOK_FAST_PAD; b++) {
+        T_ASSERT_EQ(cls[b], 0);
     }
 }
 
@@ -211,7 +219,7 @@ static void check_classes(const uint8_t *low, const uint8_t *cls, size_t n)
 static void check_text(const pl_tok_t *tok, const char *text, size_t len, tally_t *t)
 {
     static uint32_t want[4 * MAX_TEXT], got[4 * MAX_TEXT];
-    static uint8_t low[FAST_ROOM + PL__TOK_FAST_PAD], low_cls[FAST_ROOM];
+    static uint8_t low[FAST_ROOM + PL__TOK_FAST_PAD], low_cls[FAST_ROOM + PL__TOK_FAST_PAD];
     static char flat[FAST_ROOM], clean_copy[FAST_ROOM];
     size_t nw = 0, ng = 0;
     int rw = ref_encode(tok, text, len, want, 4 * MAX_TEXT, &nw);
@@ -341,7 +349,7 @@ T_CASE(fast_path_takes_and_hands_over)
          "\xC7\x86i\xCC\x87x\xC2\xA0\xE3\x80\x80\xD9\xA3\xCD\x85\xF0\x9F\x98\x80\xE4\xB8\xAD"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        uint8_t low[64 + PL__TOK_FAST_PAD], cls[64];
+        uint8_t low[64 + PL__TOK_FAST_PAD], cls[64 + PL__TOK_FAST_PAD];
         size_t n = 0, len = strlen(cases[i].s);
         int fast = pl__tok_fast_lower((const uint8_t *)cases[i].s, len, low, cls, 64, &n);
         if (fast != cases[i].fast) {
@@ -354,7 +362,7 @@ T_CASE(fast_path_takes_and_hands_over)
         }
     }
     /* Output that would pass the room given is handed over, not cut. */
-    uint8_t low[4 + PL__TOK_FAST_PAD], cls[4];
+    uint8_t low[4 + PL__TOK_FAST_PAD], cls[4 + PL__TOK_FAST_PAD];
     size_t n;
     T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"\xC8\xBA\xC8\xBA", 4, low, cls, 4, &n), 0);
     T_ASSERT_EQ(pl__tok_fast_lower((const uint8_t *)"abcdefgh", 8, low, cls, 4, &n), 0);
