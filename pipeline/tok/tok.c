@@ -161,20 +161,6 @@ __attribute__((noinline)) static int do_piece(enc_t *e, piece_t *pc, int k_short
     const pl_tok_t *tok = e->tok;
     const uint8_t *p = pc->p;
     size_t len = pc->len;
-    if (len == 1 && tok->cache_one) {
-        /* One byte is one final symbol, no merge: the word cache's table of one-byte words only
-         * keeps the counters honest. */
-        int id = pl__tok_cache_get_one(tok->cache, p[0]);
-        if (id >= 0) {
-            e->hit_short++;
-            emit1(e, (uint32_t)id);
-            return 0;
-        }
-        e->miss++;
-        pl__tok_cache_put_one(tok->cache, p[0], tok->byte_id_w[p[0]]);
-        emit1(e, tok->byte_id_w[p[0]]);
-        return 0;
-    }
     /* The reference's cache is seeded with the two special strings, so a pre-token that is exactly
      * one of them (the pattern's first alternative, after lowercasing) is its special id. */
     if (p[0] == '<') {
@@ -238,10 +224,10 @@ static int flush(enc_t *e)
     for (size_t i = 0; i < nb; i++) {
         piece_t *pc = &e->batch[i];
         int k = NOT_LOOKED;
-        /* The usual case inline: a word of 2..24 bytes found in the short-word cache, its ids
-         * copied straight to the output. Everything else (one-byte words, the special strings,
-         * which are never cached, long words, misses) is do_piece's. */
-        if (c != NULL && pc->len - 2 <= PL__CACHE_SHORT_KEY - 2 &&
+        /* The usual case inline: a word of up to 24 bytes found in the short-word cache, its
+         * ids copied straight to the output. Everything else (the special strings, which are
+         * never cached, long words, misses) is do_piece's. */
+        if (c != NULL && pc->len <= PL__CACHE_SHORT_KEY &&
             e->n + PL__CACHE_SHORT_IDS <= e->room) {
             k = pl__tok_cache_get_short(c, pc->h, pc->kw, pc->len, e->ids + e->n);
             if (k >= 0) {
@@ -268,7 +254,7 @@ static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
     piece_t *pc = &e->batch[e->nb++];
     pc->p = p;
     pc->len = len;
-    if ((len >= 2 || !e->tok->cache_one) && len <= PL__CACHE_SHORT_KEY) {
+    if (len <= PL__CACHE_SHORT_KEY) {
         short_key(p, len, e->padded, pc->kw);
         pc->h = pl__tok_hash_short(pc->kw, len);
         if (e->tok->cache != NULL) {
@@ -674,7 +660,6 @@ int pl_tok_set_cache(pl_tok_t *tok, size_t max_entries)
     pl__tok_cache_free(tok->cache_long);
     tok->cache = c;
     tok->cache_long = cl;
-    tok->cache_one = c != NULL && max_entries >= PL__CACHE_ONE_MIN;
     return 0;
 }
 

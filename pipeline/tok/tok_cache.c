@@ -19,8 +19,8 @@
  * its entries round-robin. Hit and miss counts are summed per encode() call by the caller.
  *
  * A tokenizer has two caches (tok.c): 64-byte entries for words up to 24 bytes with up to 8 ids
- * (99% of caption pre-tokens) and 256-byte entries for words up to 88 bytes with up to 40 ids,
- * plus a table of the 256 one-byte words (no lock: one atomic word per byte value). A short word
+ * (99% of caption pre-tokens, one-byte words included) and 256-byte entries for words up to 88
+ * bytes with up to 40 ids. A short word
  * with more than 8 ids leaves a PL__CACHE_REDIRECT entry in the short cache, so a short-cache miss
  * needs no second lookup.
  * Longer pre-tokens are never cached, so an adversarial 100 KiB word cannot pin memory. The cache
@@ -115,9 +115,6 @@ int pl__tok_cache_new(size_t max_entries, size_t key_max, size_t ids_max, pl__to
     for (size_t i = 0; i < total / 8; i++) {
         atomic_init(&c->w[i], 0);
     }
-    for (size_t i = 0; i < 256; i++) {
-        atomic_init(&c->one[i], 0);
-    }
     for (; c->n_mu < PL__CACHE_LOCKS; c->n_mu++) {
         if (pthread_mutex_init(&c->mu[c->n_mu], NULL) != 0) {
             pl__tok_cache_free(c);
@@ -139,14 +136,6 @@ void pl__tok_cache_free(pl__tok_cache_t *c)
     core_free_aligned((void *)c->w);
     core_free(c->victim);
     core_free(c);
-}
-
-void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id)
-{
-    uint32_t old = atomic_exchange_explicit(&c->one[b], id + 1, memory_order_relaxed);
-    if (old == 0) {
-        atomic_fetch_add_explicit(&c->filled, 1, memory_order_relaxed);
-    }
 }
 
 /* Rewrites entry e under the writer lock: odd sequence, data, even sequence with the new head. */
@@ -249,9 +238,6 @@ void pl__tok_cache_clear(pl__tok_cache_t *c)
         }
         c->victim[si] = 0;
         pthread_mutex_unlock(mu);
-    }
-    for (size_t i = 0; i < 256; i++) {
-        atomic_store_explicit(&c->one[i], 0, memory_order_relaxed);
     }
     atomic_store_explicit(&c->filled, 0, memory_order_relaxed);
     atomic_store_explicit(&c->hits, 0, memory_order_relaxed);

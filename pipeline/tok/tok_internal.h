@@ -67,10 +67,6 @@ struct pl_tok_s {
     char hash[PL_TOK_HASH_HEX];
     pl__tok_cache_t *cache;      /* words up to PL__CACHE_SHORT_KEY bytes; NULL when disabled */
     pl__tok_cache_t *cache_long; /* words up to PL__CACHE_LONG_KEY bytes; NULL when disabled */
-    /* 1: one-byte words use the short cache's per-byte table (pl__tok_cache_get_one); only for
-     * caches of at least PL__CACHE_ONE_MIN entries, where 256 more entries are noise. Smaller
-     * caches keep one-byte words in their sets, so their size bound stays as documented. */
-    int cache_one;
 };
 
 /* Work counter (merge-table probes, heap steps, entity lookups, code points cleaned) of the
@@ -237,7 +233,6 @@ uint32_t pl__tok_merge_find_trained(const pl_tok_t *tok, uint32_t a, uint32_t b,
 #define PL__CACHE_SHORT_IDS 8
 #define PL__CACHE_LONG_KEY 88
 #define PL__CACHE_LONG_IDS 40
-#define PL__CACHE_ONE_MIN 16384
 #define PL__CACHE_LONG_SHARE 16 /* the long-word cache has 1/16 of the entries */
 /* About max_entries entries (a power of two, at least 256) for keys up to key_max bytes with up
  * to ids_max ids; 0 entries gives *out = NULL (no cache). */
@@ -280,9 +275,6 @@ void pl__tok_advise_huge(void *p, size_t bytes);
  * limits are ignored. Thread-safe. */
 void pl__tok_cache_put(pl__tok_cache_t *c, uint64_t h, const uint64_t *kw, size_t klen,
                        const uint32_t *ids, size_t n);
-/* The one-byte words: the cached id of the word made of byte b, or -1; and storing it. Lock-free,
- * thread-safe (one atomic word per byte value). */
-void pl__tok_cache_put_one(pl__tok_cache_t *c, uint8_t b, uint32_t id);
 /* Adds to the hit/miss counters (callers sum them per call). Thread-safe. */
 void pl__tok_cache_count(pl__tok_cache_t *c, uint64_t hits, uint64_t misses);
 /* Adds this cache's counters to *hits, *misses, *entries. */
@@ -300,9 +292,6 @@ struct pl__tok_cache_s {
     uint8_t *victim;       /* per set: next way to replace (writers only) */
     size_t sets;           /* power of two */
     size_t key_max, ids_max, key_words, stride, words;
-    /* Words of one byte, the most frequent pre-tokens ("," alone is one in eight): byte value ->
-     * id + 1, 0 while not cached. One word per value, so no lock or sequence is needed. */
-    _Atomic uint32_t one[256];
     pthread_mutex_t mu[PL__CACHE_LOCKS];
     int n_mu;
     _Atomic uint64_t hits, misses, filled;
@@ -427,12 +416,6 @@ static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const 
         return n == PL__CACHE_REDIRECT ? -2 : n > PL__CACHE_SHORT_IDS ? -1 : (int)n;
     }
     return -1;
-}
-
-static inline int pl__tok_cache_get_one(pl__tok_cache_t *c, uint8_t b)
-{
-    uint32_t v = atomic_load_explicit(&c->one[b], memory_order_relaxed);
-    return v == 0 ? -1 : (int)(v - 1);
 }
 
 
