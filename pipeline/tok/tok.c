@@ -248,6 +248,16 @@ static int flush(enc_t *e)
     return 0;
 }
 
+/* Prefetches every line of the home-way entry of h in cache c (the long cache's entries are four
+ * lines: head and key, then the ids). */
+static inline void prefetch_entry(const pl__tok_cache_t *c, uint64_t h)
+{
+    const char *base = (const char *)(pl__cache_set(c, h) + pl__cache_home(h) * c->words);
+    for (size_t off = 0; off < c->stride; off += 64) {
+        __builtin_prefetch(base + off);
+    }
+}
+
 /* Queues one pre-token: its key words and hash now, the cache line on its way. */
 static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
 {
@@ -260,12 +270,19 @@ static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
         if (e->tok->cache != NULL) {
             pl__tok_cache_prefetch(e->tok->cache, pc->h);
         }
+        /* A word with more than eight ids (9+ bytes, and in practice not ASCII: CJK or Thai runs,
+         * emoji sequences) lives in the long cache: its entry too. */
+        if (len > PL__CACHE_SHORT_IDS &&
+            ((pc->kw[0] | pc->kw[1] | pc->kw[2]) & 0x8080808080808080ull) != 0 &&
+            e->tok->cache_long != NULL) {
+            prefetch_entry(e->tok->cache_long, pc->h);
+        }
     } else if (len > PL__CACHE_SHORT_KEY && len <= PL__CACHE_LONG_KEY) {
         uint64_t kw[KEY_WORDS];
         key_words(p, len, e->padded, kw);
         pc->h = pl__tok_hash_words(kw, len);
         if (e->tok->cache_long != NULL) {
-            pl__tok_cache_prefetch(e->tok->cache_long, pc->h);
+            prefetch_entry(e->tok->cache_long, pc->h);
         }
     }
     return e->nb == BATCH ? flush(e) : 0;
