@@ -18,6 +18,7 @@ typedef struct {
     size_t len;
     uint64_t h;
     uint64_t kw[PL__CACHE_SHORT_KEY / 8]; /* the key, zero-padded, for len <= SHORT_KEY */
+    _Atomic uint64_t *set;                /* its short-cache set, for len <= SHORT_KEY */
 } piece_t;
 
 typedef struct {
@@ -229,7 +230,7 @@ static int flush(enc_t *e)
          * never cached, long words, misses) is do_piece's. */
         if (c != NULL && pc->len <= PL__CACHE_SHORT_KEY &&
             e->n + PL__CACHE_SHORT_IDS <= e->room) {
-            k = pl__tok_cache_get_short(c, pc->h, pc->kw, pc->len, e->ids + e->n);
+            k = pl__tok_cache_get_short_in(pc->set, pc->h, pc->kw, pc->len, e->ids + e->n);
             if (k >= 0) {
                 e->n += (size_t)k;
                 e->hit_short++;
@@ -268,7 +269,10 @@ static inline int add_piece(enc_t *e, const uint8_t *p, size_t len)
         short_key(p, len, e->padded, pc->kw);
         pc->h = pl__tok_hash_short(pc->kw, len);
         if (e->tok->cache != NULL) {
-            pl__tok_cache_prefetch(e->tok->cache, pc->h);
+            /* the set is kept for flush's lookup; its home way's line (eight words an entry in
+             * the short cache) is prefetched, as pl__tok_cache_prefetch does */
+            pc->set = pl__cache_set(e->tok->cache, pc->h);
+            __builtin_prefetch((const void *)(pc->set + pl__cache_home(pc->h) * 8));
         }
         /* A word with more than eight ids (9+ bytes, and in practice not ASCII: CJK or Thai runs,
          * emoji sequences) lives in the long cache: its entry too. */

@@ -376,12 +376,12 @@ static inline int pl__tok_cache_get(pl__tok_cache_t *c, uint64_t h, const uint64
 
 /* pl__tok_cache_get for the short-word cache (entries of 8 words: head, 3 key words, 8 ids),
  * with the key as three zero-padded words: the key compare and the copy of the ids are fixed-size,
- * so they need no loops. ids has room for PL__CACHE_SHORT_IDS. */
-static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const uint64_t kw[3],
-                                          size_t klen, uint32_t *ids)
+ * so they need no loops. ids has room for PL__CACHE_SHORT_IDS. This form takes the key's set
+ * (pl__cache_set), which encode computes when it prefetches the line. */
+static inline int pl__tok_cache_get_short_in(_Atomic uint64_t *set, uint64_t h,
+                                             const uint64_t kw[3], size_t klen, uint32_t *ids)
 {
     uint64_t want = pl__cache_head(h, klen);
-    _Atomic uint64_t *set = c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * 8;
     for (unsigned j = 0, way = pl__cache_home(h); j < PL__CACHE_WAYS;
          j++, way = (way + 1) & (PL__CACHE_WAYS - 1)) {
         _Atomic uint64_t *e = set + (size_t)way * 8;
@@ -416,6 +416,13 @@ static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const 
         return n == PL__CACHE_REDIRECT ? -2 : n > PL__CACHE_SHORT_IDS ? -1 : (int)n;
     }
     return -1;
+}
+/* The same, finding the set from h. */
+static inline int pl__tok_cache_get_short(pl__tok_cache_t *c, uint64_t h, const uint64_t kw[3],
+                                          size_t klen, uint32_t *ids)
+{
+    return pl__tok_cache_get_short_in(c->w + ((size_t)h & (c->sets - 1)) * PL__CACHE_WAYS * 8, h,
+                                      kw, klen, ids);
 }
 
 
